@@ -1,0 +1,266 @@
+//! Connection settings and the shared connection pool.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::OnceCell;
+
+use crate::{Error, Result};
+
+/// Default lease length of a dequeued job.
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default limit on a serialized payload.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Where to find Postgres and how pgqrs behaves there.
+///
+/// Cloning is cheap and clones share one connection pool, created on first use by
+/// [`Admin::new`](crate::Admin::new), [`Producer::new`](crate::Producer::new) or
+/// [`Consumer::new`](crate::Consumer::new). Neither `Debug` nor `Display` shows the password.
+///
+/// ```
+/// use std::time::Duration;
+/// use pgqrs::Config;
+///
+/// let config = Config::from_dsn("postgresql://app:s3cret@localhost:5432/mydb")?
+///     .max_connections(16)
+///     .visibility_timeout(Duration::from_secs(60));
+/// assert_eq!(config.to_string(), "postgresql://app@localhost:5432/mydb");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), pgqrs::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    connect: PgConnectOptions,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    visibility_timeout: Duration,
+    max_payload_bytes: usize,
+    pool: Arc<OnceCell<PgPool>>,
+}
+
+impl Config {
+    /// Parses a `postgres://` / `postgresql://` URL.
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://postgres@127.0.0.1:5432/test")?;
+    /// assert_eq!(config.to_string(), "postgresql://postgres@127.0.0.1:5432/test");
+    /// assert!(pgqrs::Config::from_dsn("mysql://nope").is_err());
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn from_dsn(dsn: &str) -> Result<Self> {
+        if !(dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")) {
+            return Err(Error::InvalidDsn {
+                reason: "expected a URL starting with postgres:// or postgresql://".into(),
+            });
+        }
+        let connect = PgConnectOptions::from_str(dsn).map_err(|err| Error::InvalidDsn {
+            reason: scrub_password(dsn, &err.to_string()),
+        })?;
+        Ok(Self::from_connect_options(connect))
+    }
+
+    /// Uses ready-made sqlx connect options.
+    ///
+    /// ```
+    /// let options = sqlx::postgres::PgConnectOptions::new().host("localhost").database("mydb");
+    /// let config = pgqrs::Config::from_connect_options(options);
+    /// assert!(config.to_string().ends_with("/mydb"));
+    /// ```
+    pub fn from_connect_options(connect: PgConnectOptions) -> Self {
+        Config {
+            // pgbouncer refuses this startup parameter unless told to ignore it.
+            connect: connect.extra_float_digits(None),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
+            visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            pool: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// Uses an existing pool (for example the one of `#[sqlx::test]`, or the application's own).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgresql://localhost/mydb").await?;
+    /// let config = pgqrs::Config::from_pool(pool);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: PgPool) -> Self {
+        let mut config = Self::from_connect_options((*pool.connect_options()).clone());
+        config.max_connections = pool.options().get_max_connections();
+        config.pool = Arc::new(OnceCell::new_with(Some(pool)));
+        config
+    }
+
+    /// Size of the pool this config creates (default 10). Starts a new, unshared pool.
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?.max_connections(4);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self.pool = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// How long to wait for a free connection before [`Error::PoolTimeout`] (default 30 s).
+    /// Starts a new, unshared pool.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?
+    ///     .acquire_timeout(Duration::from_secs(5));
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self.pool = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Default lease of a dequeued job (default 30 s); consumers and calls may override it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?
+    ///     .visibility_timeout(Duration::from_secs(120));
+    /// assert_eq!(config.get_visibility_timeout(), Duration::from_secs(120));
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// Largest serialized payload a producer accepts (default 1 MiB).
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?.max_payload_bytes(64 * 1024);
+    /// assert_eq!(config.get_max_payload_bytes(), 65536);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// The default lease of a dequeued job.
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?;
+    /// assert_eq!(config.get_visibility_timeout(), pgqrs::DEFAULT_VISIBILITY_TIMEOUT);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn get_visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    /// The payload size limit in bytes.
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?;
+    /// assert_eq!(config.get_max_payload_bytes(), pgqrs::DEFAULT_MAX_PAYLOAD_BYTES);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn get_max_payload_bytes(&self) -> usize {
+        self.max_payload_bytes
+    }
+
+    /// The shared pool, connecting on first use.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgqrs::Result<()> {
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?;
+    /// let pool = config.pool().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pool(&self) -> Result<PgPool> {
+        let pool = self
+            .pool
+            .get_or_try_init(|| async {
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(self.acquire_timeout)
+                    .connect_with(self.connect.clone())
+                    .await
+            })
+            .await?;
+        Ok(pool.clone())
+    }
+}
+
+/// Replaces the password of `dsn`, wherever it appears in `text`, with `***`.
+fn scrub_password(dsn: &str, text: &str) -> String {
+    let userinfo = dsn
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo);
+    match userinfo.and_then(|u| u.split_once(':')) {
+        Some((_, password)) if !password.is_empty() => text.replace(password, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.connect;
+        write!(f, "postgresql://{}@", c.get_username())?;
+        if c.get_host().contains(':') {
+            write!(f, "[{}]", c.get_host())?;
+        } else {
+            f.write_str(c.get_host())?;
+        }
+        write!(f, ":{}/{}", c.get_port(), c.get_database().unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("dsn", &self.to_string())
+            .field("password", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_never_shown() {
+        let config = Config::from_dsn("postgresql://app:hunter2@db.example:6543/prod").unwrap();
+        assert_eq!(config.to_string(), "postgresql://app@db.example:6543/prod");
+        let debug = format!("{config:?} {config:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn malformed_dsns_are_clear_errors_without_the_password() {
+        for dsn in [
+            "postgresql://app:hunter2@db.example:notaport/prod",
+            "postgresql://app:hunter2@[::1/prod",
+            "postgresql://app:hunter2@host/db?sslmode=sometimes",
+            "postgresql://app:hunter2@host/db?port=x",
+            "mysql://app:hunter2@host/db",
+            "",
+            "hunter2",
+        ] {
+            let err = Config::from_dsn(dsn).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(matches!(err, Error::InvalidDsn { .. }), "{dsn}: {text}");
+            assert!(!text.contains("hunter2"), "{dsn}: {text}");
+        }
+    }
+}

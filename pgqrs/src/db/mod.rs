@@ -1,0 +1,18 @@
+//! The SQL layer: the only place in pgqrs that talks SQL.
+//!
+//! One module per table family, functions named noun_verb, every statement checked by
+//! `sqlx::query!` against the schema (offline data in the workspace's `.sqlx/`). Callers
+//! pass any executor: a pool, a connection or the caller's own transaction.
+
+pub(crate) mod dead_letter;
+pub(crate) mod job;
+pub(crate) mod queue;
+pub(crate) mod schema;
+
+/// The embedded schema migrations (`migrations/`), tracked in `pgqrs._sqlx_migrations`.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Seconds as the `float8` that `make_interval(secs => ...)` takes.
+pub(crate) fn secs(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64()
+}

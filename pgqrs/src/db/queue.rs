@@ -1,0 +1,107 @@
+//! `pgqrs.queues`: creation, lookup, statistics, purge and deletion.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+
+/// A row of `pgqrs.queues`.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueRow {
+    pub(crate) id: i32,
+    pub(crate) name: String,
+    pub(crate) max_attempts: i32,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+/// Per-queue counts, computed in one pass over the queue's jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueStatsRow {
+    pub(crate) ready: i64,
+    pub(crate) leased: i64,
+    pub(crate) delayed: i64,
+    pub(crate) dead: i64,
+    pub(crate) oldest_ready_at: Option<DateTime<Utc>>,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// Inserts the queue unless one of that name exists; returns the row only when inserted.
+pub(crate) async fn queue_insert<'c>(
+    db: impl PgExecutor<'c>,
+    name: &str,
+    max_attempts: i32,
+) -> sqlx::Result<Option<QueueRow>> {
+    sqlx::query_as!(
+        QueueRow,
+        "INSERT INTO pgqrs.queues (name, max_attempts) VALUES ($1, $2)
+         ON CONFLICT (name) DO NOTHING
+         RETURNING id, name, max_attempts, created_at",
+        name,
+        max_attempts
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Looks a queue up by name.
+pub(crate) async fn queue_get<'c>(
+    db: impl PgExecutor<'c>,
+    name: &str,
+) -> sqlx::Result<Option<QueueRow>> {
+    sqlx::query_as!(
+        QueueRow,
+        "SELECT id, name, max_attempts, created_at FROM pgqrs.queues WHERE name = $1",
+        name
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// All queues, by name.
+pub(crate) async fn queue_list<'c>(db: impl PgExecutor<'c>) -> sqlx::Result<Vec<QueueRow>> {
+    sqlx::query_as!(
+        QueueRow,
+        "SELECT id, name, max_attempts, created_at FROM pgqrs.queues ORDER BY name"
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Ready, leased, delayed and dead counts plus the enqueue time of the oldest ready job.
+pub(crate) async fn queue_stats<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+) -> sqlx::Result<QueueStatsRow> {
+    sqlx::query_as!(
+        QueueStatsRow,
+        r#"SELECT
+             count(*) FILTER (WHERE lease_token IS NULL AND run_at <= now()) AS "ready!",
+             count(*) FILTER (WHERE lease_token IS NOT NULL) AS "leased!",
+             count(*) FILTER (WHERE lease_token IS NULL AND run_at > now()) AS "delayed!",
+             (SELECT count(*) FROM pgqrs.dead_letters d WHERE d.queue_id = $1) AS "dead!",
+             min(enqueued_at) FILTER (WHERE lease_token IS NULL AND run_at <= now()) AS oldest_ready_at,
+             now() AS "now!"
+           FROM pgqrs.jobs
+           WHERE queue_id = $1"#,
+        queue_id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes every waiting and leased job of the queue; history and dead letters stay.
+pub(crate) async fn queue_purge<'c>(db: impl PgExecutor<'c>, queue_id: i32) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM pgqrs.jobs WHERE queue_id = $1", queue_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the queue with its jobs, dead letters and archive. Run it in a transaction.
+pub(crate) async fn queue_delete(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<bool> {
+    sqlx::query!("DELETE FROM pgqrs.archive WHERE queue_id = $1", queue_id)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query!("DELETE FROM pgqrs.queues WHERE id = $1", queue_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

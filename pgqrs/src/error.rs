@@ -1,0 +1,141 @@
+//! The one error type of pgqrs.
+
+/// Shorthand for `std::result::Result<T, pgqrs::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in pgqrs, as variants a caller can match on.
+///
+/// Messages say what happened and what to do about it; none of them ever contains a
+/// database password.
+///
+/// ```
+/// use pgqrs::Error;
+///
+/// fn retryable(err: &Error) -> bool {
+///     matches!(err, Error::PoolTimeout | Error::Database(_))
+/// }
+/// assert!(!retryable(&Error::NotInstalled));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database has no pgqrs schema.
+    #[error(
+        "pgqrs is not installed in this database: run `Admin::install()` (it is idempotent) before using queues"
+    )]
+    NotInstalled,
+
+    /// The pgqrs schema exists but is at another migration than this build expects.
+    #[error("the pgqrs schema is at migration {found}, this build of pgqrs expects {expected}: {hint}")]
+    SchemaVersion {
+        /// Latest migration applied in the database.
+        found: i64,
+        /// Latest migration this build embeds.
+        expected: i64,
+        /// What to do about it.
+        hint: &'static str,
+    },
+
+    /// No queue of that name exists.
+    #[error("queue `{queue}` does not exist: create it first with `Admin::create_queue(\"{queue}\")`")]
+    QueueNotFound {
+        /// The queue that was asked for.
+        queue: String,
+    },
+
+    /// A queue name that pgqrs refuses (it is never sent to SQL).
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName {
+        /// The rejected name, shortened to 64 characters.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// This consumer no longer holds the lease on these jobs: it expired and another
+    /// consumer claimed them, or this consumer never dequeued them. Nothing was recorded.
+    #[error(
+        "lease lost on job(s) {job_ids:?}: the lease expired and the job was claimed again, or this consumer never held it; nothing was recorded"
+    )]
+    LeaseLost {
+        /// The jobs whose lease was not held.
+        job_ids: Vec<i64>,
+    },
+
+    /// A stored payload does not decode as the consumer's payload type. The job was moved
+    /// to the queue's dead letters with this reason: nothing is lost.
+    #[error(
+        "job {id} in queue `{queue}` does not decode as `{type_name}` ({source}); it was moved to the dead letters"
+    )]
+    Decode {
+        /// The undecodable job.
+        id: i64,
+        /// Its queue.
+        queue: String,
+        /// The payload type the consumer expected.
+        type_name: &'static str,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+
+    /// A payload could not be serialized to JSON.
+    #[error("payload does not serialize to JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+
+    /// A serialized payload is larger than `Config::max_payload_bytes`.
+    #[error("payload is {size} bytes, over the limit of {limit} bytes (see `Config::max_payload_bytes`)")]
+    PayloadTooLarge {
+        /// Serialized size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// The DSN could not be parsed. The reason never contains the password.
+    #[error("invalid DSN: {reason}")]
+    InvalidDsn {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An argument is out of range (a zero batch size, a negative delay, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// No pooled connection became free within the acquire timeout.
+    #[error("timed out waiting for a database connection: the pool is exhausted or the server is unreachable")]
+    PoolTimeout,
+
+    /// Applying the schema migrations failed.
+    #[error("installing the pgqrs schema failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+/// SQLSTATEs that mean the pgqrs schema or one of its tables is missing.
+const UNDEFINED_TABLE: &str = "42P01";
+const INVALID_SCHEMA_NAME: &str = "3F000";
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut => Error::PoolTimeout,
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some(UNDEFINED_TABLE | INVALID_SCHEMA_NAME))
+                    && db.message().contains("pgqrs") =>
+            {
+                Error::NotInstalled
+            }
+            _ => Error::Database(err),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Migrate(err)
+    }
+}

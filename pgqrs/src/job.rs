@@ -1,0 +1,146 @@
+//! Payload traits and the job values producers and consumers hand out.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use typed_builder::TypedBuilder;
+
+/// Anything that can travel through a queue: it serializes to JSON and decodes back.
+///
+/// Implemented for every `Serialize + DeserializeOwned` type; [`serde_json::Value`] is the
+/// payload of the untyped API.
+///
+/// ```
+/// fn assert_payload<T: pgqrs::Payload>() {}
+/// assert_payload::<serde_json::Value>();
+/// assert_payload::<Vec<String>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a pgqrs payload: it must be `Serialize + DeserializeOwned + Send + Sync + 'static`",
+    label = "not a payload",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`; borrowed fields (`&str`) must become owned (`String`)"
+)]
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
+
+/// A payload type bound to one queue. Implement it with `#[derive(Job)]`:
+///
+/// ```
+/// use pgqrs::Job;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Job)]
+/// #[pgqrs(queue = "emails")]
+/// struct SendEmail {
+///     to: String,
+/// }
+///
+/// assert_eq!(<SendEmail as pgqrs::JobType>::QUEUE, "emails");
+/// ```
+///
+/// `Producer<SendEmail>` then only accepts `SendEmail`, and `Consumer<SendEmail>` only
+/// yields it: sending another type to that queue does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pgqrs job type",
+    label = "`{Self}` is not bound to a queue",
+    note = "add `#[derive(pgqrs::Job)]` and `#[pgqrs(queue = \"...\")]` to `{Self}`",
+    note = "for untyped JSON use `Producer::new(&config, \"queue\")` / `Consumer::new(&config, \"queue\")`"
+)]
+pub trait JobType: Payload {
+    /// The queue this type is enqueued to and dequeued from.
+    const QUEUE: &'static str;
+}
+
+/// A job delivered to a consumer, with its decoded payload. The consumer holds a lease
+/// on it until `lease_expires_at`.
+///
+/// ```
+/// # fn show(job: pgqrs::Message) {
+/// println!("job {} (delivery {}): {}", job.id, job.attempts, job.payload);
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Job<T> {
+    /// Job id, unique across queues and kept through archive and dead letters.
+    pub id: i64,
+    /// The decoded payload.
+    pub payload: T,
+    /// How many times the job has been delivered, this delivery included.
+    pub attempts: i32,
+    /// Higher runs first.
+    pub priority: i16,
+    /// When the job was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When this consumer's lease ends unless extended.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// The job of the untyped API, as in `consumer.dequeue()` on a `Consumer` made with
+/// [`Consumer::new`](crate::Consumer::new).
+pub type Message = Job<serde_json::Value>;
+
+/// What `enqueue` returns: the new job's id and when it becomes runnable.
+///
+/// ```
+/// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
+/// let enqueued = producer.enqueue(&serde_json::json!({"n": 1})).await?;
+/// println!("job {} runs at {}", enqueued.id, enqueued.run_at);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Enqueued {
+    /// Job id.
+    pub id: i64,
+    /// Earliest time a consumer can claim the job.
+    pub run_at: DateTime<Utc>,
+}
+
+/// Scheduling of an enqueue: priority and delay or start time.
+///
+/// ```
+/// use std::time::Duration;
+/// use pgqrs::EnqueueOptions;
+///
+/// let urgent = EnqueueOptions::builder().priority(10).build();
+/// let later = EnqueueOptions::builder().delay(Duration::from_secs(60)).build();
+/// assert_eq!(urgent.priority, 10);
+/// assert_eq!(later.delay, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, TypedBuilder)]
+#[non_exhaustive]
+pub struct EnqueueOptions {
+    /// Higher runs first; default 0.
+    #[builder(default)]
+    pub priority: i16,
+    /// Absolute earliest start; `None` means now (server clock).
+    #[builder(default, setter(strip_option))]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Added to `run_at` (or to now).
+    #[builder(default)]
+    pub delay: std::time::Duration,
+}
+
+/// What became of a job handed back with [`Consumer::nack`](crate::Consumer::nack).
+///
+/// ```
+/// # async fn demo(consumer: pgqrs::Consumer, id: i64) -> pgqrs::Result<()> {
+/// use std::time::Duration;
+/// match consumer.nack(id, Duration::from_secs(5)).await? {
+///     pgqrs::Nacked::Retrying { run_at } => println!("retry at {run_at}"),
+///     pgqrs::Nacked::DeadLettered => println!("out of attempts"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nacked {
+    /// The job will be delivered again at `run_at`.
+    Retrying {
+        /// Next earliest start.
+        run_at: DateTime<Utc>,
+    },
+    /// The job had used its `max_attempts` and moved to the queue's dead letters.
+    DeadLettered,
+}

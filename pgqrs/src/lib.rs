@@ -1,0 +1,72 @@
+//! # pgqrs
+//!
+//! A PostgreSQL-backed job queue (and, soon, durable workflow engine) for Rust. It is a
+//! library, not a server: point it at Postgres and get queues with `SKIP LOCKED` claims,
+//! fenced leases, retries, dead letters and an archive.
+//!
+//! ```no_run
+//! use pgqrs::{Admin, Config, Consumer, Producer};
+//! use serde_json::json;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_dsn("postgresql://postgres@localhost/mydb")?;
+//! let admin = Admin::new(&config).await?;
+//! admin.install().await?;
+//! admin.create_queue("tasks").await?;
+//!
+//! let producer = Producer::new(&config, "tasks").await?;
+//! let message = producer.enqueue(&json!({"task": "send_email"})).await?;
+//!
+//! let consumer = Consumer::new(&config, "tasks").await?;
+//! if let Some(msg) = consumer.dequeue().await? {
+//!     consumer.archive(msg.id, "completed").await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Typed queues bind a payload type to its queue at compile time:
+//!
+//! ```no_run
+//! use pgqrs::{Consumer, Job, Producer};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Job)]
+//! #[pgqrs(queue = "emails")]
+//! struct SendEmail {
+//!     to: String,
+//! }
+//!
+//! # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+//! let producer = Producer::<SendEmail>::typed(&config).await?;
+//! producer.enqueue(&SendEmail { to: "a@example.com".into() }).await?;
+//!
+//! let consumer = Consumer::<SendEmail>::typed(&config).await?;
+//! if let Some(job) = consumer.dequeue().await? {
+//!     println!("sending to {}", job.payload.to);
+//!     consumer.archive(job.id, "sent").await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod config;
+mod consumer;
+mod db;
+mod error;
+mod job;
+mod producer;
+mod queue;
+mod queue_name;
+
+pub use admin::Admin;
+pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
+pub use consumer::Consumer;
+pub use error::{Error, Result};
+pub use producer::Producer;
+pub use job::{EnqueueOptions, Enqueued, Job, JobType, Message, Nacked, Payload};
+pub use queue::{DEFAULT_MAX_ATTEMPTS, DeadLetter, QueueInfo, QueueOptions, QueueStats};
+pub use queue_name::{MAX_QUEUE_NAME_LEN, QueueName};
+
+/// `#[derive(Job)]` binds a payload type to a queue: `#[pgqrs(queue = "emails")]`.
+/// See [`JobType`].
+pub use pgqrs_derive::Job;

@@ -1,0 +1,232 @@
+//! Enqueueing jobs.
+
+use std::marker::PhantomData;
+
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+
+use crate::db::{self, job::job_insert_batch};
+use crate::queue::QueueHandle;
+use crate::{Config, EnqueueOptions, Enqueued, Error, JobType, Payload, QueueInfo, Result};
+
+/// Enqueues payloads of type `T` into one queue.
+///
+/// `Producer::new(&config, "tasks")` gives the untyped form (`T = serde_json::Value`);
+/// `Producer::<SendEmail>::typed(&config)` the typed one, bound by `#[derive(Job)]` to its
+/// queue, which accepts nothing but `SendEmail`. Both are the same code.
+///
+/// ```no_run
+/// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+/// use pgqrs::{Job, Producer};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Job)]
+/// #[pgqrs(queue = "emails")]
+/// struct SendEmail { to: String }
+///
+/// let emails = Producer::<SendEmail>::typed(&config).await?;
+/// emails.enqueue(&SendEmail { to: "a@example.com".into() }).await?;
+///
+/// let tasks = Producer::new(&config, "tasks").await?;
+/// tasks.enqueue(&serde_json::json!({"task": "resize"})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer<T: Payload = serde_json::Value> {
+    pool: PgPool,
+    queue: QueueInfo,
+    max_payload_bytes: usize,
+    payload: PhantomData<fn(&T)>,
+}
+
+impl Producer<serde_json::Value> {
+    /// An untyped producer for the existing queue `queue`.
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+    /// let producer = pgqrs::Producer::new(&config, "tasks").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn new(config: &Config, queue: &str) -> Result<Self> {
+        Self::open(config, queue).await
+    }
+}
+
+impl<T: JobType> Producer<T> {
+    /// A producer for `T`'s queue (named by `#[pgqrs(queue = "...")]`).
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, pgqrs::Job)]
+    /// # #[pgqrs(queue = "emails")]
+    /// # struct SendEmail { to: String }
+    /// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+    /// let producer = pgqrs::Producer::<SendEmail>::typed(&config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn typed(config: &Config) -> Result<Self> {
+        Self::open(config, T::QUEUE).await
+    }
+}
+
+impl<T: Payload> Producer<T> {
+    async fn open(config: &Config, queue: &str) -> Result<Self> {
+        let handle = QueueHandle::open(config, queue).await?;
+        Ok(Producer {
+            pool: handle.pool,
+            queue: handle.info,
+            max_payload_bytes: config.get_max_payload_bytes(),
+            payload: PhantomData,
+        })
+    }
+
+    /// The queue this producer writes to.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: pgqrs::Producer) {
+    /// println!("writing to {}", producer.queue().name);
+    /// # }
+    /// ```
+    pub fn queue(&self) -> &QueueInfo {
+        &self.queue
+    }
+
+    /// Enqueues one job, runnable now at priority 0.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// let message = producer.enqueue(&serde_json::json!({"task": "send_email"})).await?;
+    /// println!("enqueued {}", message.id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue(&self, payload: &T) -> Result<Enqueued> {
+        self.enqueue_with(payload, &EnqueueOptions::default()).await
+    }
+
+    /// Enqueues one job with a priority and/or a delay.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// use std::time::Duration;
+    /// let options = pgqrs::EnqueueOptions::builder().delay(Duration::from_secs(30)).priority(5).build();
+    /// producer.enqueue_with(&serde_json::json!({"task": "later"}), &options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_with(&self, payload: &T, options: &EnqueueOptions) -> Result<Enqueued> {
+        let mut rows = self.insert(&self.pool, std::slice::from_ref(payload), options).await?;
+        rows.pop().ok_or_else(missing_row)
+    }
+
+    /// Enqueues many jobs in one round trip; results are in input order.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// let jobs: Vec<_> = (0..100).map(|n| serde_json::json!({"n": n})).collect();
+    /// let enqueued = producer.enqueue_batch(&jobs).await?;
+    /// assert_eq!(enqueued.len(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<Enqueued>> {
+        self.insert(&self.pool, payloads, &EnqueueOptions::default()).await
+    }
+
+    /// Enqueues many jobs with the same options in one round trip.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// let options = pgqrs::EnqueueOptions::builder().priority(-1).build();
+    /// producer.enqueue_batch_with(&[serde_json::json!(1), serde_json::json!(2)], &options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch_with(
+        &self,
+        payloads: &[T],
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Enqueued>> {
+        self.insert(&self.pool, payloads, options).await
+    }
+
+    /// Enqueues inside the caller's transaction: the job exists if and only if the
+    /// transaction commits.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool, producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (1)").execute(&mut *tx).await?;
+    /// producer.enqueue_tx(&mut tx, &serde_json::json!({"order": 1}), &Default::default()).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_tx(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        payload: &T,
+        options: &EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let mut rows = self.insert(&mut **tx, std::slice::from_ref(payload), options).await?;
+        rows.pop().ok_or_else(missing_row)
+    }
+
+    /// Enqueues many jobs inside the caller's transaction, in one round trip.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: sqlx::PgPool, producer: pgqrs::Producer) -> pgqrs::Result<()> {
+    /// let mut tx = pool.begin().await?;
+    /// producer.enqueue_batch_tx(&mut tx, &[serde_json::json!(1)], &Default::default()).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch_tx(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        payloads: &[T],
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Enqueued>> {
+        self.insert(&mut **tx, payloads, options).await
+    }
+
+    async fn insert<'c>(
+        &self,
+        db: impl PgExecutor<'c>,
+        payloads: &[T],
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Enqueued>> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = payloads
+            .iter()
+            .map(|payload| self.encode(payload))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = job_insert_batch(
+            db,
+            self.queue.id,
+            &encoded,
+            options.priority,
+            options.run_at,
+            db::secs(options.delay),
+        )
+        .await?;
+        tracing::debug!(queue = %self.queue.name, count = rows.len(), "enqueued");
+        Ok(rows
+            .into_iter()
+            .map(|row| Enqueued {
+                id: row.id,
+                run_at: row.run_at,
+            })
+            .collect())
+    }
+
+    fn encode(&self, payload: &T) -> Result<String> {
+        let json = serde_json::to_string(payload).map_err(Error::Encode)?;
+        if json.len() > self.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                size: json.len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        Ok(json)
+    }
+}
+
+fn missing_row() -> Error {
+    Error::Database(sqlx::Error::RowNotFound)
+}
