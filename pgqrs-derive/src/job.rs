@@ -51,7 +51,11 @@ fn validate_shape(input: &DeriveInput) -> Result<()> {
 
 fn parse_attrs(input: &DeriveInput) -> Result<JobAttrs> {
     let mut queue: Option<LitStr> = None;
-    for attr in input.attrs.iter().filter(|attr| attr.path().is_ident("pgqrs")) {
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("pgqrs"))
+    {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("queue") {
                 if queue.is_some() {
@@ -111,7 +115,9 @@ fn check_queue_name(name: &LitStr) -> Result<()> {
         None => Ok(()),
         Some(reason) => Err(Error::new(
             name.span(),
-            format!("invalid queue name {value:?}: {reason}; use 1 to 63 characters from a-z, 0-9, '_' and '-'"),
+            format!(
+                "invalid queue name {value:?}: {reason}; use 1 to 63 characters from a-z, 0-9, '_' and '-'"
+            ),
         )),
     }
 }
@@ -139,7 +145,8 @@ mod tests {
             #[pgqrs(queue = "emails")]
             struct SendEmail { to: String, subject: String }
         };
-        snapshot_settings().bind(|| insta::assert_snapshot!("derive_job_expansion", expand_to_string(input)));
+        snapshot_settings()
+            .bind(|| insta::assert_snapshot!("derive_job_expansion", expand_to_string(input)));
     }
 
     #[test]

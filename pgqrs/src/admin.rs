@@ -4,9 +4,7 @@ use sqlx::PgPool;
 
 use crate::db::{self, MIGRATOR};
 use crate::queue::QueueHandle;
-use crate::{
-    Config, DeadLetter, Error, QueueInfo, QueueName, QueueOptions, QueueStats, Result,
-};
+use crate::{Config, DeadLetter, Error, QueueInfo, QueueName, QueueOptions, QueueStats, Result};
 
 /// Installs the schema and manages queues.
 ///

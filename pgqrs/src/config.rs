@@ -217,7 +217,12 @@ impl fmt::Display for Config {
         } else {
             f.write_str(c.get_host())?;
         }
-        write!(f, ":{}/{}", c.get_port(), c.get_database().unwrap_or_default())
+        write!(
+            f,
+            ":{}/{}",
+            c.get_port(),
+            c.get_database().unwrap_or_default()
+        )
     }
 }
 

@@ -51,7 +51,7 @@ impl Consumer<serde_json::Value> {
     }
 }
 
-impl<T: JobType> Consumer<T> {
+impl<T: Payload> Consumer<T> {
     /// A consumer of `T`'s queue that decodes every payload as `T`.
     ///
     /// ```no_run
@@ -66,12 +66,13 @@ impl<T: JobType> Consumer<T> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn typed(config: &Config) -> Result<Self> {
+    pub async fn typed(config: &Config) -> Result<Self>
+    where
+        T: JobType,
+    {
         Self::open(config, T::QUEUE).await
     }
-}
 
-impl<T: Payload> Consumer<T> {
     async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
         Ok(Consumer {
@@ -157,10 +158,14 @@ impl<T: Payload> Consumer<T> {
     /// ```
     pub async fn dequeue_batch_for(&self, n: usize, lease: Duration) -> Result<Vec<Job<T>>> {
         if n == 0 {
-            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
         }
         if lease.is_zero() {
-            return Err(Error::InvalidArgument("a lease must be longer than zero".into()));
+            return Err(Error::InvalidArgument(
+                "a lease must be longer than zero".into(),
+            ));
         }
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let rows = jobs::job_claim_batch(&self.pool, self.queue.id, limit, db::secs(lease)).await?;
@@ -213,8 +218,10 @@ impl<T: Payload> Consumer<T> {
             }
         }
         if !decodable.is_empty() {
-            let (tokens, ids): (Vec<i64>, Vec<i64>) =
-                decodable.iter().map(|(token, job)| (*token, job.id)).unzip();
+            let (tokens, ids): (Vec<i64>, Vec<i64>) = decodable
+                .iter()
+                .map(|(token, job)| (*token, job.id))
+                .unzip();
             jobs::job_release_batch(&self.pool, &ids, &tokens).await?;
         }
         Ok(match report {
@@ -315,7 +322,12 @@ impl<T: Payload> Consumer<T> {
     /// consumer.nack_with_error(id, std::time::Duration::from_secs(10), "SMTP 451").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn nack_with_error(&self, id: i64, retry_in: Duration, error: &str) -> Result<Nacked> {
+    pub async fn nack_with_error(
+        &self,
+        id: i64,
+        retry_in: Duration,
+        error: &str,
+    ) -> Result<Nacked> {
         self.retry(id, retry_in, Some(error)).await
     }
 
@@ -368,14 +380,21 @@ impl<T: Payload> Consumer<T> {
         let done: HashSet<i64> = if held.is_empty() {
             HashSet::new()
         } else {
-            transition(held.clone(), tokens).await?.into_iter().collect()
+            transition(held.clone(), tokens)
+                .await?
+                .into_iter()
+                .collect()
         };
         let mut leases = self.leases();
         for id in &held {
             leases.remove(id);
         }
         drop(leases);
-        let lost: Vec<i64> = ids.iter().copied().filter(|id| !done.contains(id)).collect();
+        let lost: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !done.contains(id))
+            .collect();
         if lost.is_empty() {
             Ok(())
         } else {
@@ -392,6 +411,8 @@ impl<T: Payload> Consumer<T> {
 
     fn leases(&self) -> MutexGuard<'_, HashMap<i64, i64>> {
         // The map stays consistent even if a holder panicked: every update is one insert or remove.
-        self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

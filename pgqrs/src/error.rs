@@ -26,7 +26,9 @@ pub enum Error {
     NotInstalled,
 
     /// The pgqrs schema exists but is at another migration than this build expects.
-    #[error("the pgqrs schema is at migration {found}, this build of pgqrs expects {expected}: {hint}")]
+    #[error(
+        "the pgqrs schema is at migration {found}, this build of pgqrs expects {expected}: {hint}"
+    )]
     SchemaVersion {
         /// Latest migration applied in the database.
         found: i64,
@@ -37,7 +39,9 @@ pub enum Error {
     },
 
     /// No queue of that name exists.
-    #[error("queue `{queue}` does not exist: create it first with `Admin::create_queue(\"{queue}\")`")]
+    #[error(
+        "queue `{queue}` does not exist: create it first with `Admin::create_queue(\"{queue}\")`"
+    )]
     QueueNotFound {
         /// The queue that was asked for.
         queue: String,
@@ -83,7 +87,9 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
 
     /// A serialized payload is larger than `Config::max_payload_bytes`.
-    #[error("payload is {size} bytes, over the limit of {limit} bytes (see `Config::max_payload_bytes`)")]
+    #[error(
+        "payload is {size} bytes, over the limit of {limit} bytes (see `Config::max_payload_bytes`)"
+    )]
     PayloadTooLarge {
         /// Serialized size in bytes.
         size: usize,
@@ -103,7 +109,9 @@ pub enum Error {
     InvalidArgument(String),
 
     /// No pooled connection became free within the acquire timeout.
-    #[error("timed out waiting for a database connection: the pool is exhausted or the server is unreachable")]
+    #[error(
+        "timed out waiting for a database connection: the pool is exhausted or the server is unreachable"
+    )]
     PoolTimeout,
 
     /// Applying the schema migrations failed.
@@ -124,8 +132,10 @@ impl From<sqlx::Error> for Error {
         match &err {
             sqlx::Error::PoolTimedOut => Error::PoolTimeout,
             sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some(UNDEFINED_TABLE | INVALID_SCHEMA_NAME))
-                    && db.message().contains("pgqrs") =>
+                if matches!(
+                    db.code().as_deref(),
+                    Some(UNDEFINED_TABLE | INVALID_SCHEMA_NAME)
+                ) && db.message().contains("pgqrs") =>
             {
                 Error::NotInstalled
             }

@@ -22,6 +22,7 @@ use typed_builder::TypedBuilder;
 )]
 pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
 
 /// A payload type bound to one queue. Implement it with `#[derive(Job)]`:

@@ -62,8 +62,8 @@ pub use admin::Admin;
 pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
-pub use producer::Producer;
 pub use job::{EnqueueOptions, Enqueued, Job, JobType, Message, Nacked, Payload};
+pub use producer::Producer;
 pub use queue::{DEFAULT_MAX_ATTEMPTS, DeadLetter, QueueInfo, QueueOptions, QueueStats};
 pub use queue_name::{MAX_QUEUE_NAME_LEN, QueueName};
 

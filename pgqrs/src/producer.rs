@@ -51,7 +51,7 @@ impl Producer<serde_json::Value> {
     }
 }
 
-impl<T: JobType> Producer<T> {
+impl<T: Payload> Producer<T> {
     /// A producer for `T`'s queue (named by `#[pgqrs(queue = "...")]`).
     ///
     /// ```no_run
@@ -62,12 +62,13 @@ impl<T: JobType> Producer<T> {
     /// let producer = pgqrs::Producer::<SendEmail>::typed(&config).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn typed(config: &Config) -> Result<Self> {
+    pub async fn typed(config: &Config) -> Result<Self>
+    where
+        T: JobType,
+    {
         Self::open(config, T::QUEUE).await
     }
-}
 
-impl<T: Payload> Producer<T> {
     async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
         Ok(Producer {
@@ -111,7 +112,9 @@ impl<T: Payload> Producer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_with(&self, payload: &T, options: &EnqueueOptions) -> Result<Enqueued> {
-        let mut rows = self.insert(&self.pool, std::slice::from_ref(payload), options).await?;
+        let mut rows = self
+            .insert(&self.pool, std::slice::from_ref(payload), options)
+            .await?;
         rows.pop().ok_or_else(missing_row)
     }
 
@@ -125,7 +128,8 @@ impl<T: Payload> Producer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<Enqueued>> {
-        self.insert(&self.pool, payloads, &EnqueueOptions::default()).await
+        self.insert(&self.pool, payloads, &EnqueueOptions::default())
+            .await
     }
 
     /// Enqueues many jobs with the same options in one round trip.
@@ -161,7 +165,9 @@ impl<T: Payload> Producer<T> {
         payload: &T,
         options: &EnqueueOptions,
     ) -> Result<Enqueued> {
-        let mut rows = self.insert(&mut **tx, std::slice::from_ref(payload), options).await?;
+        let mut rows = self
+            .insert(&mut **tx, std::slice::from_ref(payload), options)
+            .await?;
         rows.pop().ok_or_else(missing_row)
     }
 

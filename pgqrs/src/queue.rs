@@ -160,11 +160,12 @@ impl QueueHandle {
     pub(crate) async fn open(config: &Config, name: &str) -> Result<Self> {
         let name = QueueName::new(name)?;
         let pool = config.pool().await?;
-        let row = db::queue_get(&pool, name.as_str())
-            .await?
-            .ok_or_else(|| Error::QueueNotFound {
-                queue: name.to_string(),
-            })?;
+        let row =
+            db::queue_get(&pool, name.as_str())
+                .await?
+                .ok_or_else(|| Error::QueueNotFound {
+                    queue: name.to_string(),
+                })?;
         Ok(QueueHandle {
             pool,
             info: row.into(),

@@ -4,11 +4,9 @@ use sqlx::PgExecutor;
 
 /// Whether the `pgqrs` schema and its migration table exist.
 pub(crate) async fn schema_exists<'c>(db: impl PgExecutor<'c>) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT to_regclass('pgqrs._sqlx_migrations') IS NOT NULL AS "exists!""#
-    )
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar!(r#"SELECT to_regclass('pgqrs._sqlx_migrations') IS NOT NULL AS "exists!""#)
+        .fetch_one(db)
+        .await
 }
 
 /// The latest successfully applied migration, if any.

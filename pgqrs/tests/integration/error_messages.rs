@@ -1,0 +1,44 @@
+//! Every error message, pinned: they are part of the user interface.
+
+use pgqrs::{Config, Error, QueueName};
+
+use crate::common::in_snapshots;
+
+#[test]
+fn error_messages_read_as_advice() {
+    let decode_source = serde_json::from_str::<u32>("\"x\"").unwrap_err();
+    let errors = vec![
+        Error::NotInstalled,
+        Error::SchemaVersion {
+            found: 1,
+            expected: 2,
+            hint: "run `Admin::install()` to apply the pending migrations",
+        },
+        Error::QueueNotFound {
+            queue: "emails".into(),
+        },
+        QueueName::new("emails; DROP TABLE users").unwrap_err(),
+        QueueName::new(&"q".repeat(10_000)).unwrap_err(),
+        Error::LeaseLost {
+            job_ids: vec![7, 9],
+        },
+        Error::Decode {
+            id: 7,
+            queue: "emails".into(),
+            type_name: "app::SendEmail",
+            source: decode_source,
+        },
+        Error::PayloadTooLarge {
+            size: 2_000_000,
+            limit: 1_048_576,
+        },
+        Config::from_dsn("postgresql://app:hunter2@db:port/x").unwrap_err(),
+        Config::from_dsn("mysql://app:hunter2@db/x").unwrap_err(),
+        Error::InvalidArgument("batch size must be at least 1".into()),
+        Error::PoolTimeout,
+    ];
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let text = text.join("\n");
+    assert!(!text.contains("hunter2"));
+    in_snapshots(|| insta::assert_snapshot!("error_messages", text));
+}

@@ -1,0 +1,14 @@
+//! Integration tests against the real local Postgres. Every test gets its own database
+//! (`#[sqlx::test]`), created from `DATABASE_URL` and dropped afterwards.
+
+// Tests assert by panicking, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod bad_input;
+mod claim_plan;
+mod common;
+mod error_messages;
+mod exactly_once;
+mod leases;
+mod round_trips;
