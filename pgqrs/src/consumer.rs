@@ -12,12 +12,16 @@ use crate::db::{self, job as jobs};
 use crate::queue::QueueHandle;
 use crate::{Config, Error, Job, JobType, Nacked, Payload, QueueInfo, Result};
 
+/// A claimed job whose payload did not decode: id, lease token, serde's reason.
+type Undecodable = (i64, i64, serde_json::Error);
+
 /// Claims jobs of one queue under a lease and settles them.
 ///
 /// A claimed job is invisible to other consumers until its lease (the visibility timeout)
 /// ends. Each claim carries a fresh fencing token, remembered here per job id: `archive`,
 /// `delete`, `nack` and `extend` act only while that token is still the job's, and
 /// otherwise fail with [`Error::LeaseLost`] instead of touching a job someone else holds.
+/// Settle a job with the consumer that dequeued it (share one consumer through an `Arc`).
 ///
 /// ```no_run
 /// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
@@ -187,8 +191,8 @@ impl<T: Payload> Consumer<T> {
                 Err(source) => undecodable.push((row.id, row.lease_token, source)),
             }
         }
-        if let Some(first) = undecodable.first().map(|(id, _, _)| *id) {
-            return Err(self.reject_undecodable(first, undecodable, claimed).await?);
+        if !undecodable.is_empty() {
+            return Err(self.reject_undecodable(undecodable, claimed).await?);
         }
         let mut leases = self.leases();
         for (token, job) in &claimed {
@@ -200,22 +204,17 @@ impl<T: Payload> Consumer<T> {
     }
 
     /// Buries undecodable jobs with the reason, releases the decodable ones of the same
-    /// claim, and returns the decode error of `first` to report.
+    /// claim, and returns the decode error of the first undecodable job to report.
     async fn reject_undecodable(
         &self,
-        first: i64,
-        undecodable: Vec<(i64, i64, serde_json::Error)>,
+        undecodable: Vec<Undecodable>,
         decodable: Vec<(i64, Job<T>)>,
     ) -> Result<Error> {
         let type_name = std::any::type_name::<T>();
-        let mut report = None;
-        for (id, token, source) in undecodable {
+        for (id, token, source) in &undecodable {
             let reason = format!("payload does not decode as `{type_name}`: {source}");
-            jobs::job_bury_batch(&self.pool, &[id], &[token], &reason).await?;
+            jobs::job_bury_batch(&self.pool, &[*id], &[*token], &reason).await?;
             tracing::error!(queue = %self.queue.name, job_id = id, %reason, "moved to dead letters");
-            if id == first {
-                report = Some(source);
-            }
         }
         if !decodable.is_empty() {
             let (tokens, ids): (Vec<i64>, Vec<i64>) = decodable
@@ -224,14 +223,15 @@ impl<T: Payload> Consumer<T> {
                 .unzip();
             jobs::job_release_batch(&self.pool, &ids, &tokens).await?;
         }
-        Ok(match report {
-            Some(source) => Error::Decode {
-                id: first,
+        let mut undecodable = undecodable.into_iter();
+        Ok(match undecodable.next() {
+            Some((id, _, source)) => Error::Decode {
+                id,
                 queue: self.queue.name.to_string(),
                 type_name,
                 source,
             },
-            None => Error::InvalidArgument(format!("job {first} was not part of the claim")),
+            None => Error::InvalidArgument("no undecodable job to reject".into()),
         })
     }
 
