@@ -4,7 +4,9 @@ use sqlx::PgPool;
 
 use crate::db::{self, MIGRATOR};
 use crate::queue::QueueHandle;
-use crate::{Config, DeadLetter, Error, QueueInfo, QueueName, QueueOptions, QueueStats, Result};
+use crate::{
+    Config, DeadLetter, Error, QueueInfo, QueueName, QueueOptions, QueueStats, Result, WorkerInfo,
+};
 
 /// Installs the schema and manages queues.
 ///
@@ -213,6 +215,74 @@ impl Admin {
                 queue: queue.name.to_string(),
             })
         }
+    }
+
+    /// Pauses a queue: consumers and workers claim nothing from it until it is resumed.
+    /// Jobs already leased run to completion; enqueueing still works.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: pgqrs::Admin) -> pgqrs::Result<()> {
+    /// admin.pause_queue("tasks").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause_queue(&self, name: &str) -> Result<()> {
+        let queue = self.queue(name).await?;
+        db::queue::queue_set_paused(&self.pool, queue.id, true).await?;
+        Ok(())
+    }
+
+    /// Resumes a paused queue and wakes the workers listening for it.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: pgqrs::Admin) -> pgqrs::Result<()> {
+    /// admin.resume_queue("tasks").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume_queue(&self, name: &str) -> Result<()> {
+        let queue = self.queue(name).await?;
+        let mut tx = self.pool.begin().await?;
+        db::queue::queue_set_paused(&mut *tx, queue.id, false).await?;
+        db::queue::queue_wake(&mut *tx, queue.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Caps how many jobs of the queue are leased at once across all consumers and workers
+    /// (`None` removes the cap). Enforced in SQL: claims on a capped queue are serialized
+    /// and count the live leases.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: pgqrs::Admin) -> pgqrs::Result<()> {
+    /// admin.set_global_concurrency("reports", Some(2)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_global_concurrency(&self, name: &str, limit: Option<i32>) -> Result<()> {
+        if limit.is_some_and(|n| n < 1) {
+            return Err(Error::InvalidArgument(
+                "a global concurrency cap must be at least 1 (None removes it)".into(),
+            ));
+        }
+        let queue = self.queue(name).await?;
+        let mut tx = self.pool.begin().await?;
+        db::queue::queue_set_global_concurrency(&mut *tx, queue.id, limit).await?;
+        db::queue::queue_wake(&mut *tx, queue.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The registered workers, most recently started first. A worker that crashed stays
+    /// listed, with its last heartbeat, until a live worker reaps it.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: pgqrs::Admin) -> pgqrs::Result<()> {
+    /// for worker in admin.list_workers().await? {
+    ///     println!("{} (pid {}) last seen {}", worker.name, worker.pid, worker.heartbeat_at);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
+        let rows = db::worker::worker_list(&self.pool).await?;
+        Ok(rows.into_iter().map(WorkerInfo::from).collect())
     }
 
     /// Up to `limit` dead letters of the queue, by job id.

@@ -40,6 +40,7 @@ pub struct Config {
     acquire_timeout: Duration,
     visibility_timeout: Duration,
     max_payload_bytes: usize,
+    notify: bool,
     pool: Arc<OnceCell<PgPool>>,
 }
 
@@ -79,6 +80,7 @@ impl Config {
             acquire_timeout: Duration::from_secs(30),
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            notify: true,
             pool: Arc::new(OnceCell::new()),
         }
     }
@@ -149,6 +151,29 @@ impl Config {
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
         self.max_payload_bytes = limit;
         self
+    }
+
+    /// Whether producers send `NOTIFY pgqrs_jobs` with each enqueue (one per statement,
+    /// delivered at commit) so that listening workers wake at once (default `true`).
+    ///
+    /// ```
+    /// let quiet = pgqrs::Config::from_dsn("postgresql://localhost/db")?.notify(false);
+    /// assert!(!quiet.get_notify());
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// Whether producers notify listening workers.
+    ///
+    /// ```
+    /// assert!(pgqrs::Config::from_dsn("postgresql://localhost/db")?.get_notify());
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn get_notify(&self) -> bool {
+        self.notify
     }
 
     /// The default lease of a dequeued job.
@@ -235,6 +260,7 @@ impl fmt::Debug for Config {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("notify", &self.notify)
             .finish()
     }
 }

@@ -114,6 +114,10 @@ pub enum Error {
     )]
     PoolTimeout,
 
+    /// A pgqrs task failed in a way that is a bug in pgqrs; please report it.
+    #[error("internal error in pgqrs: {0}")]
+    Internal(String),
+
     /// Applying the schema migrations failed.
     #[error("installing the pgqrs schema failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),

@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use typed_builder::TypedBuilder;
 
+use crate::Lease;
+
 /// Anything that can travel through a queue: it serializes to JSON and decodes back.
 ///
 /// Implemented for every `Serialize + DeserializeOwned` type; [`serde_json::Value`] is the
@@ -76,13 +78,17 @@ pub struct Job<T> {
     pub enqueued_at: DateTime<Utc>,
     /// When this consumer's lease ends unless extended.
     pub lease_expires_at: DateTime<Utc>,
+    /// This delivery's fencing token and lease state.
+    pub lease: Lease,
 }
 
 /// The job of the untyped API, as in `consumer.dequeue()` on a `Consumer` made with
 /// [`Consumer::new`](crate::Consumer::new).
 pub type Message = Job<serde_json::Value>;
 
-/// What `enqueue` returns: the new job's id and when it becomes runnable.
+/// What `enqueue` returns: the job's id and when it becomes runnable. With a
+/// [`unique_key`](EnqueueOptions::unique_key) that a waiting or leased job already holds,
+/// that job is returned with `duplicate` set and nothing is inserted.
 ///
 /// ```
 /// # async fn demo(producer: pgqrs::Producer) -> pgqrs::Result<()> {
@@ -97,6 +103,8 @@ pub struct Enqueued {
     pub id: i64,
     /// Earliest time a consumer can claim the job.
     pub run_at: DateTime<Utc>,
+    /// The job already existed under the same unique key.
+    pub duplicate: bool,
 }
 
 /// Scheduling of an enqueue: priority and delay or start time.
@@ -106,6 +114,7 @@ pub struct Enqueued {
 /// use pgqrs::EnqueueOptions;
 ///
 /// let urgent = EnqueueOptions::builder().priority(10).build();
+/// let once = EnqueueOptions::builder().unique_key("invoice-42").build();
 /// let later = EnqueueOptions::builder().delay(Duration::from_secs(60)).build();
 /// assert_eq!(urgent.priority, 10);
 /// assert_eq!(later.delay, Duration::from_secs(60));
@@ -122,6 +131,11 @@ pub struct EnqueueOptions {
     /// Added to `run_at` (or to now).
     #[builder(default)]
     pub delay: std::time::Duration,
+    /// At most one waiting or leased job of the queue holds a key: enqueueing a duplicate
+    /// returns the existing job. The key is free again once the job is archived, deleted or
+    /// dead-lettered. Only for single enqueues.
+    #[builder(default, setter(strip_option, into))]
+    pub unique_key: Option<String>,
 }
 
 /// What became of a job handed back with [`Consumer::nack`](crate::Consumer::nack).

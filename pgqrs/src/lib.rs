@@ -54,18 +54,24 @@ mod consumer;
 mod db;
 mod error;
 mod job;
+mod lease;
 mod producer;
 mod queue;
 mod queue_name;
+mod worker;
 
 pub use admin::Admin;
 pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use job::{EnqueueOptions, Enqueued, Job, JobType, Message, Nacked, Payload};
+pub use lease::Lease;
 pub use producer::Producer;
 pub use queue::{DEFAULT_MAX_ATTEMPTS, DeadLetter, QueueInfo, QueueOptions, QueueStats};
 pub use queue_name::{MAX_QUEUE_NAME_LEN, QueueName};
+pub use worker::{
+    Backoff, HandlerOptions, Periodic, Worker, WorkerHandle, WorkerInfo, WorkerStats,
+};
 
 /// `#[derive(Job)]` binds a payload type to a queue: `#[pgqrs(queue = "emails")]`.
 /// See [`JobType`].

@@ -2,9 +2,9 @@
 
 use std::marker::PhantomData;
 
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{Acquire, PgPool, Postgres, Transaction};
 
-use crate::db::{self, job::job_insert_batch};
+use crate::db::{self, job as jobs};
 use crate::queue::QueueHandle;
 use crate::{Config, EnqueueOptions, Enqueued, Error, JobType, Payload, QueueInfo, Result};
 
@@ -35,6 +35,7 @@ pub struct Producer<T: Payload = serde_json::Value> {
     pool: PgPool,
     queue: QueueInfo,
     max_payload_bytes: usize,
+    notify: bool,
     payload: PhantomData<fn(&T)>,
 }
 
@@ -75,6 +76,7 @@ impl<T: Payload> Producer<T> {
             pool: handle.pool,
             queue: handle.info,
             max_payload_bytes: config.get_max_payload_bytes(),
+            notify: config.get_notify(),
             payload: PhantomData,
         })
     }
@@ -191,7 +193,7 @@ impl<T: Payload> Producer<T> {
 
     async fn insert<'c>(
         &self,
-        db: impl PgExecutor<'c>,
+        db: impl Acquire<'c, Database = Postgres>,
         payloads: &[T],
         options: &EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
@@ -202,21 +204,60 @@ impl<T: Payload> Producer<T> {
             .iter()
             .map(|payload| self.encode(payload))
             .collect::<Result<Vec<_>>>()?;
-        let rows = job_insert_batch(
-            db,
-            self.queue.id,
-            &encoded,
-            options.priority,
-            options.run_at,
-            db::secs(options.delay),
-        )
-        .await?;
+        let mut conn = db.acquire().await?;
+        let delay = db::secs(options.delay);
+        let rows = match (&options.unique_key, encoded.as_slice()) {
+            (None, _) => {
+                jobs::job_insert_batch(
+                    &mut *conn,
+                    self.queue.id,
+                    &encoded,
+                    options.priority,
+                    options.run_at,
+                    delay,
+                    self.notify,
+                )
+                .await?
+            }
+            (Some(key), [payload]) => {
+                // `None`: the key's holder committed after the statement's snapshot; the
+                // next statement sees it (or sees it gone and inserts).
+                let mut row = None;
+                for _ in 0..5 {
+                    row = jobs::job_insert_unique(
+                        &mut *conn,
+                        self.queue.id,
+                        payload,
+                        options.priority,
+                        options.run_at,
+                        delay,
+                        key,
+                        self.notify,
+                    )
+                    .await?;
+                    if row.is_some() {
+                        break;
+                    }
+                }
+                vec![row.ok_or_else(|| {
+                    Error::Database(sqlx::Error::Protocol(format!(
+                        "unique key {key:?} kept changing hands; try again"
+                    )))
+                })?]
+            }
+            (Some(_), _) => {
+                return Err(Error::InvalidArgument(
+                    "`unique_key` applies to one job at a time; enqueue a batch without it".into(),
+                ));
+            }
+        };
         tracing::debug!(queue = %self.queue.name, count = rows.len(), "enqueued");
         Ok(rows
             .into_iter()
             .map(|row| Enqueued {
                 id: row.id,
                 run_at: row.run_at,
+                duplicate: row.duplicate,
             })
             .collect())
     }

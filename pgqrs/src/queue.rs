@@ -29,6 +29,10 @@ pub struct QueueInfo {
     pub name: QueueName,
     /// Deliveries a job gets before it moves to the dead letters.
     pub max_attempts: i32,
+    /// Paused queues yield no jobs.
+    pub paused: bool,
+    /// Most jobs of this queue leased at once across all consumers (`None`: no cap).
+    pub global_concurrency: Option<i32>,
     /// When the queue was created.
     pub created_at: DateTime<Utc>,
 }
@@ -114,6 +118,8 @@ impl From<db::QueueRow> for QueueInfo {
             // The CHECK constraint on `pgqrs.queues.name` enforces the same rule.
             name: QueueName::trusted(row.name),
             max_attempts: row.max_attempts,
+            paused: row.paused,
+            global_concurrency: row.global_concurrency,
             created_at: row.created_at,
         }
     }

@@ -19,21 +19,36 @@ pub(crate) struct ClaimedRow {
     pub(crate) lease_expires_at: DateTime<Utc>,
 }
 
-/// An inserted job.
+/// The outcome of one claim statement: the queue's controls and the claimed jobs.
+#[derive(Debug)]
+pub(crate) struct ClaimBatch {
+    pub(crate) paused: bool,
+    /// The queue has a global concurrency cap: claim holding its claim lock.
+    pub(crate) capped: bool,
+    pub(crate) jobs: Vec<ClaimedRow>,
+}
+
+/// An inserted job, or the existing one holding its unique key.
 #[derive(Debug)]
 pub(crate) struct InsertedRow {
     pub(crate) id: i64,
     pub(crate) run_at: DateTime<Utc>,
+    pub(crate) duplicate: bool,
 }
 
-/// What a retry did to one job.
+/// What a retry did to one job: runnable again at `run_at`, or dead-lettered (`None`).
 #[derive(Debug)]
 pub(crate) struct RetriedRow {
+    pub(crate) id: i64,
     pub(crate) run_at: Option<DateTime<Utc>>,
-    pub(crate) dead: bool,
 }
 
-/// Inserts JSON payloads (as text) into a queue in one statement; rows come back in input order.
+/// The channel producers notify and workers listen on; the payload is the queue id.
+pub(crate) const WAKE_CHANNEL: &str = "pgqrs_jobs";
+
+/// Inserts JSON payloads (as text) into a queue in one statement; rows come back in input
+/// order. With `notify`, one `NOTIFY pgqrs_jobs, '<queue id>'` goes out at commit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_insert_batch<'c>(
     db: impl PgExecutor<'c>,
     queue_id: i32,
@@ -41,19 +56,28 @@ pub(crate) async fn job_insert_batch<'c>(
     priority: i16,
     run_at: Option<DateTime<Utc>>,
     delay_secs: f64,
+    notify: bool,
 ) -> sqlx::Result<Vec<InsertedRow>> {
     let mut rows = sqlx::query_as!(
         InsertedRow,
-        "INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at)
-         SELECT $1, t.payload::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
-         FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, ord)
-         ORDER BY t.ord
-         RETURNING id, run_at",
+        r#"WITH inserted AS (
+             INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at)
+             SELECT $1, t.payload::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
+             FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, ord)
+             ORDER BY t.ord
+             RETURNING id, run_at
+           ),
+           wake AS (
+             SELECT pg_notify('pgqrs_jobs', $1::text) WHERE $6
+           )
+           SELECT i.id AS "id!", i.run_at AS "run_at!", false AS "duplicate!"
+           FROM inserted i LEFT JOIN wake ON true"#,
         queue_id,
         payloads,
         priority,
         run_at,
-        delay_secs
+        delay_secs,
+        notify
     )
     .fetch_all(db)
     .await?;
@@ -62,24 +86,102 @@ pub(crate) async fn job_insert_batch<'c>(
     Ok(rows)
 }
 
+/// Inserts one job unless a waiting or leased job of the queue has `unique_key`; then
+/// returns that job with `duplicate` set. `None` when the holder of the key committed after
+/// this statement's snapshot was taken: ask again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn job_insert_unique<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+    payload: &str,
+    priority: i16,
+    run_at: Option<DateTime<Utc>>,
+    delay_secs: f64,
+    unique_key: &str,
+    notify: bool,
+) -> sqlx::Result<Option<InsertedRow>> {
+    sqlx::query_as!(
+        InsertedRow,
+        r#"WITH inserted AS (
+             INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at, unique_key)
+             VALUES ($1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5), $6)
+             ON CONFLICT (queue_id, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+             RETURNING id, run_at
+           ),
+           wake AS (
+             SELECT pg_notify('pgqrs_jobs', $1::text) WHERE $7 AND EXISTS (SELECT 1 FROM inserted)
+           )
+           SELECT i.id AS "id!", i.run_at AS "run_at!", false AS "duplicate!"
+           FROM inserted i LEFT JOIN wake ON true
+           UNION ALL
+           SELECT j.id, j.run_at, true
+           FROM pgqrs.jobs j
+           WHERE j.queue_id = $1 AND j.unique_key = $6 AND NOT EXISTS (SELECT 1 FROM inserted)"#,
+        queue_id,
+        payload,
+        priority,
+        run_at,
+        delay_secs,
+        unique_key,
+        notify
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Claims up to `limit` runnable jobs for `lease_secs` (see `sql/job_claim_batch.sql`).
+/// `None` when the queue no longer exists.
 pub(crate) async fn job_claim_batch<'c>(
     db: impl PgExecutor<'c>,
     queue_id: i32,
     limit: i64,
     lease_secs: f64,
-) -> sqlx::Result<Vec<ClaimedRow>> {
-    let mut rows = sqlx::query_file_as!(
-        ClaimedRow,
+    worker_id: Option<i64>,
+    holds_claim_lock: bool,
+) -> sqlx::Result<Option<ClaimBatch>> {
+    let rows = sqlx::query_file!(
         "src/db/sql/job_claim_batch.sql",
         queue_id,
         limit,
-        lease_secs
+        lease_secs,
+        worker_id,
+        holds_claim_lock
     )
     .fetch_all(db)
     .await?;
-    rows.sort_unstable_by_key(|row| (std::cmp::Reverse(row.priority), row.id));
-    Ok(rows)
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut batch = ClaimBatch {
+        paused: first.paused,
+        capped: first.global_concurrency.is_some(),
+        jobs: Vec::with_capacity(rows.len()),
+    };
+    for row in rows {
+        if let (Some(id), Some(payload), Some(priority), Some(attempts), Some(enqueued_at)) = (
+            row.id,
+            row.payload,
+            row.priority,
+            row.attempts,
+            row.enqueued_at,
+        ) && let (Some(lease_token), Some(lease_expires_at)) =
+            (row.lease_token, row.lease_expires_at)
+        {
+            batch.jobs.push(ClaimedRow {
+                id,
+                payload,
+                priority,
+                attempts,
+                enqueued_at,
+                lease_token,
+                lease_expires_at,
+            });
+        }
+    }
+    batch
+        .jobs
+        .sort_unstable_by_key(|row| (std::cmp::Reverse(row.priority), row.id));
+    Ok(Some(batch))
 }
 
 /// Moves held jobs to the archive with `outcome`; returns the ids that were archived.
@@ -158,7 +260,7 @@ pub(crate) async fn job_release_batch<'c>(
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
         "UPDATE pgqrs.jobs j
-         SET lease_token = NULL, lease_expires_at = NULL, attempts = j.attempts - 1
+         SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, attempts = j.attempts - 1
          FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
          WHERE j.id = t.id AND j.lease_token = t.token
          RETURNING j.id",
@@ -189,52 +291,56 @@ pub(crate) async fn job_extend_lease<'c>(
     .await
 }
 
-/// Ends a held job's delivery as failed: runnable again after `delay_secs`, or to the dead
-/// letters when it has had `max_attempts` deliveries. `None` when the lease is not held.
-pub(crate) async fn job_retry<'c>(
+/// Ends held jobs' deliveries as failed, each with its own delay and error: runnable again
+/// after the delay, or to the dead letters when it has had `max_attempts` deliveries. Only
+/// jobs whose lease is still held appear in the result.
+pub(crate) async fn job_retry_batch<'c>(
     db: impl PgExecutor<'c>,
-    id: i64,
-    token: i64,
-    delay_secs: f64,
-    error: Option<&str>,
-) -> sqlx::Result<Option<RetriedRow>> {
+    ids: &[i64],
+    tokens: &[i64],
+    delay_secs: &[f64],
+    errors: &[Option<String>],
+) -> sqlx::Result<Vec<RetriedRow>> {
     sqlx::query_as!(
         RetriedRow,
         r#"WITH target AS (
-             SELECT j.id, j.attempts >= q.max_attempts AS exhausted
-             FROM pgqrs.jobs j JOIN pgqrs.queues q ON q.id = j.queue_id
-             WHERE j.id = $1 AND j.lease_token = $2
+             SELECT j.id, t.delay_secs, t.error, j.attempts >= q.max_attempts AS exhausted
+             FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::text[])
+                  AS t(id, token, delay_secs, error)
+             JOIN pgqrs.jobs j ON j.id = t.id AND j.lease_token = t.token
+             JOIN pgqrs.queues q ON q.id = j.queue_id
              FOR UPDATE OF j
            ),
            retried AS (
              UPDATE pgqrs.jobs j
-             SET lease_token = NULL, lease_expires_at = NULL, last_error = $4,
-                 run_at = now() + make_interval(secs => $3)
+             SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
+                 last_error = t.error, run_at = now() + make_interval(secs => t.delay_secs)
              FROM target t
              WHERE j.id = t.id AND NOT t.exhausted
-             RETURNING j.run_at
+             RETURNING j.id, j.run_at
            ),
            gone AS (
              DELETE FROM pgqrs.jobs j
              USING target t
              WHERE j.id = t.id AND t.exhausted
-             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at,
+                       t.error
            ),
            buried AS (
              INSERT INTO pgqrs.dead_letters (id, queue_id, payload, priority, attempts, enqueued_at, reason)
              SELECT id, queue_id, payload, priority, attempts, enqueued_at,
-                    coalesce($4, 'nacked') || ' (after ' || attempts || ' deliveries, the queue''s max_attempts)'
+                    coalesce(error, 'nacked') || ' (after ' || attempts || ' deliveries, the queue''s max_attempts)'
              FROM gone
              RETURNING id
            )
-           SELECT run_at AS "run_at?", false AS "dead!" FROM retried
+           SELECT id AS "id!", run_at AS "run_at?" FROM retried
            UNION ALL
-           SELECT NULL, true FROM buried"#,
-        id,
-        token,
+           SELECT id, NULL FROM buried"#,
+        ids,
+        tokens,
         delay_secs,
-        error
+        errors as &[Option<String>]
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await
 }

@@ -6,8 +6,10 @@
 
 pub(crate) mod dead_letter;
 pub(crate) mod job;
+pub(crate) mod periodic;
 pub(crate) mod queue;
 pub(crate) mod schema;
+pub(crate) mod worker;
 
 /// The embedded schema migrations (`migrations/`), tracked in `pgqrs._sqlx_migrations`.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -9,6 +9,8 @@ pub(crate) struct QueueRow {
     pub(crate) id: i32,
     pub(crate) name: String,
     pub(crate) max_attempts: i32,
+    pub(crate) paused: bool,
+    pub(crate) global_concurrency: Option<i32>,
     pub(crate) created_at: DateTime<Utc>,
 }
 
@@ -33,7 +35,7 @@ pub(crate) async fn queue_insert<'c>(
         QueueRow,
         "INSERT INTO pgqrs.queues (name, max_attempts) VALUES ($1, $2)
          ON CONFLICT (name) DO NOTHING
-         RETURNING id, name, max_attempts, created_at",
+         RETURNING id, name, max_attempts, paused, global_concurrency, created_at",
         name,
         max_attempts
     )
@@ -48,7 +50,7 @@ pub(crate) async fn queue_get<'c>(
 ) -> sqlx::Result<Option<QueueRow>> {
     sqlx::query_as!(
         QueueRow,
-        "SELECT id, name, max_attempts, created_at FROM pgqrs.queues WHERE name = $1",
+        "SELECT id, name, max_attempts, paused, global_concurrency, created_at FROM pgqrs.queues WHERE name = $1",
         name
     )
     .fetch_optional(db)
@@ -59,7 +61,7 @@ pub(crate) async fn queue_get<'c>(
 pub(crate) async fn queue_list<'c>(db: impl PgExecutor<'c>) -> sqlx::Result<Vec<QueueRow>> {
     sqlx::query_as!(
         QueueRow,
-        "SELECT id, name, max_attempts, created_at FROM pgqrs.queues ORDER BY name"
+        "SELECT id, name, max_attempts, paused, global_concurrency, created_at FROM pgqrs.queues ORDER BY name"
     )
     .fetch_all(db)
     .await
@@ -86,6 +88,65 @@ pub(crate) async fn queue_stats<'c>(
     .fetch_one(db)
     .await
 }
+
+/// Pauses or resumes a queue; `false` when it does not exist.
+pub(crate) async fn queue_set_paused<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+    paused: bool,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE pgqrs.queues SET paused = $2 WHERE id = $1",
+        queue_id,
+        paused
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets or clears the cap on jobs of the queue leased at once across all workers.
+pub(crate) async fn queue_set_global_concurrency<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+    limit: Option<i32>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE pgqrs.queues SET global_concurrency = $2 WHERE id = $1",
+        queue_id,
+        limit
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Wakes the workers listening for the queue (delivered when the transaction commits).
+pub(crate) async fn queue_wake<'c>(db: impl PgExecutor<'c>, queue_id: i32) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        r#"SELECT 1 AS "woken!" FROM pg_notify('pgqrs_jobs', $1::integer::text)"#,
+        queue_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(())
+}
+
+/// Serializes claims on a capped queue until the transaction ends, so that each claim
+/// counts the leases of the claims before it.
+pub(crate) async fn queue_lock_claims(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        r#"SELECT 1 AS "locked!" FROM pg_advisory_xact_lock($1, $2)"#,
+        CLAIM_LOCK_SPACE,
+        queue_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// First key of the two-key advisory locks pgqrs takes on queues ('pgqr').
+const CLAIM_LOCK_SPACE: i32 = 0x7067_7172;
 
 /// Deletes every waiting and leased job of the queue; history and dead letters stay.
 pub(crate) async fn queue_purge<'c>(db: impl PgExecutor<'c>, queue_id: i32) -> sqlx::Result<u64> {

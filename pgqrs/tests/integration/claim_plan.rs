@@ -32,6 +32,8 @@ async fn claim_buffers(pool: &PgPool, queue_id: i32) -> sqlx::Result<i64> {
         .bind(queue_id)
         .bind(BATCH)
         .bind(30.0_f64)
+        .bind(None::<i64>)
+        .bind(false)
         .fetch_one(&mut *tx)
         .await?;
     tx.rollback().await?;
@@ -82,6 +84,8 @@ async fn claim_cost_is_flat_from_1k_to_100k_and_plan_is_pinned(pool: PgPool) -> 
         .bind(queue_id)
         .bind(BATCH)
         .bind(30.0_f64)
+        .bind(None::<i64>)
+        .bind(false)
         .fetch_all(&pool)
         .await?;
     in_snapshots(|| insta::assert_snapshot!("claim_plan_100k", plan.join("\n")));

@@ -1,5 +1,8 @@
 //! Shared fixtures.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use pgqrs::{Admin, Config};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -30,4 +33,20 @@ pub(crate) fn in_snapshots<R>(f: impl FnOnce() -> R) -> R {
     settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"));
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(f)
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `timeout`.
+pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

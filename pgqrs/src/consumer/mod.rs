@@ -1,16 +1,17 @@
 //! Dequeueing jobs under a lease and settling them.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+mod lease_book;
+
 use std::marker::PhantomData;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::db::{self, job as jobs};
+use crate::db::{self, job as jobs, job::ClaimBatch};
 use crate::queue::QueueHandle;
-use crate::{Config, Error, Job, JobType, Nacked, Payload, QueueInfo, Result};
+use crate::{Config, Error, Job, JobType, Lease, Nacked, Payload, QueueInfo, Result};
+use lease_book::LeaseBook;
 
 /// A claimed job whose payload did not decode: id, lease token, serde's reason.
 type Undecodable = (i64, i64, serde_json::Error);
@@ -37,8 +38,11 @@ pub struct Consumer<T: Payload = serde_json::Value> {
     pool: PgPool,
     queue: QueueInfo,
     visibility_timeout: Duration,
-    /// Fencing token of every job this consumer holds, by job id.
-    leases: Mutex<HashMap<i64, i64>>,
+    /// The registered worker this consumer claims for, if any.
+    worker_id: Option<i64>,
+    /// The queue has a global concurrency cap (learned from claims): claim under its lock.
+    capped: AtomicBool,
+    leases: LeaseBook,
     payload: PhantomData<fn() -> T>,
 }
 
@@ -81,11 +85,26 @@ impl<T: Payload> Consumer<T> {
         let handle = QueueHandle::open(config, queue).await?;
         Ok(Consumer {
             pool: handle.pool,
+            capped: AtomicBool::new(handle.info.global_concurrency.is_some()),
             queue: handle.info,
             visibility_timeout: config.get_visibility_timeout(),
-            leases: Mutex::new(HashMap::new()),
+            worker_id: None,
+            leases: LeaseBook::default(),
             payload: PhantomData,
         })
+    }
+
+    /// A consumer that claims on behalf of the registered worker `worker_id`.
+    pub(crate) async fn for_worker(
+        config: &Config,
+        queue: &str,
+        worker_id: i64,
+        visibility_timeout: Duration,
+    ) -> Result<Self> {
+        let mut consumer = Self::open(config, queue).await?;
+        consumer.worker_id = Some(worker_id);
+        consumer.visibility_timeout = visibility_timeout;
+        Ok(consumer)
     }
 
     /// Sets this consumer's default lease length.
@@ -172,7 +191,7 @@ impl<T: Payload> Consumer<T> {
             ));
         }
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let rows = jobs::job_claim_batch(&self.pool, self.queue.id, limit, db::secs(lease)).await?;
+        let rows = self.claim(limit, db::secs(lease)).await?.jobs;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut undecodable = Vec::new();
         for row in rows {
@@ -186,6 +205,7 @@ impl<T: Payload> Consumer<T> {
                         priority: row.priority,
                         enqueued_at: row.enqueued_at,
                         lease_expires_at: row.lease_expires_at,
+                        lease: Lease::new(row.id, row.lease_token),
                     },
                 )),
                 Err(source) => undecodable.push((row.id, row.lease_token, source)),
@@ -194,13 +214,62 @@ impl<T: Payload> Consumer<T> {
         if !undecodable.is_empty() {
             return Err(self.reject_undecodable(undecodable, claimed).await?);
         }
-        let mut leases = self.leases();
-        for (token, job) in &claimed {
-            leases.insert(job.id, *token);
+        for (_, job) in &claimed {
+            self.leases.hold(job.id, job.lease.clone());
         }
-        drop(leases);
         tracing::debug!(queue = %self.queue.name, count = claimed.len(), "claimed");
         Ok(claimed.into_iter().map(|(_, job)| job).collect())
+    }
+
+    /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
+    /// holds across all consumers.
+    async fn claim(&self, limit: i64, lease_secs: f64) -> Result<ClaimBatch> {
+        let batch = if self.capped.load(Ordering::Relaxed) {
+            self.claim_locked(limit, lease_secs).await?
+        } else {
+            let batch = self
+                .claim_statement(&self.pool, limit, lease_secs, false)
+                .await?;
+            if batch.capped && !batch.paused {
+                // The cap was set since we last looked: claim again, properly.
+                self.claim_locked(limit, lease_secs).await?
+            } else {
+                batch
+            }
+        };
+        self.capped.store(batch.capped, Ordering::Relaxed);
+        Ok(batch)
+    }
+
+    async fn claim_locked(&self, limit: i64, lease_secs: f64) -> Result<ClaimBatch> {
+        let mut tx = self.pool.begin().await?;
+        db::queue::queue_lock_claims(&mut tx, self.queue.id).await?;
+        let batch = self
+            .claim_statement(&mut *tx, limit, lease_secs, true)
+            .await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    async fn claim_statement<'c>(
+        &self,
+        db: impl sqlx::PgExecutor<'c>,
+        limit: i64,
+        lease_secs: f64,
+        holds_claim_lock: bool,
+    ) -> Result<ClaimBatch> {
+        jobs::job_claim_batch(
+            db,
+            self.queue.id,
+            limit,
+            lease_secs,
+            self.worker_id,
+            holds_claim_lock,
+        )
+        .await?
+        .ok_or_else(|| Error::QueueNotFound {
+            queue: self.queue.name.to_string(),
+        })
     }
 
     /// Buries undecodable jobs with the reason, releases the decodable ones of the same
@@ -255,10 +324,11 @@ impl<T: Payload> Consumer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn archive_batch(&self, ids: &[i64], outcome: &str) -> Result<()> {
-        self.settle(ids, |ids, tokens| async move {
-            jobs::job_archive_batch(&self.pool, &ids, &tokens, outcome).await
-        })
-        .await
+        self.leases
+            .settle(ids, |ids, tokens| async move {
+                jobs::job_archive_batch(&self.pool, &ids, &tokens, outcome).await
+            })
+            .await
     }
 
     /// Deletes a held job without keeping history (an ack).
@@ -282,10 +352,11 @@ impl<T: Payload> Consumer<T> {
     /// ```
     #[doc(alias = "ack_batch")]
     pub async fn delete_batch(&self, ids: &[i64]) -> Result<()> {
-        self.settle(ids, |ids, tokens| async move {
-            jobs::job_delete_batch(&self.pool, &ids, &tokens).await
-        })
-        .await
+        self.leases
+            .settle(ids, |ids, tokens| async move {
+                jobs::job_delete_batch(&self.pool, &ids, &tokens).await
+            })
+            .await
     }
 
     /// Moves a held job to the dead letters with `reason` (a poison message).
@@ -296,10 +367,11 @@ impl<T: Payload> Consumer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn dead_letter(&self, id: i64, reason: &str) -> Result<()> {
-        self.settle(&[id], |ids, tokens| async move {
-            jobs::job_bury_batch(&self.pool, &ids, &tokens, reason).await
-        })
-        .await
+        self.leases
+            .settle(&[id], |ids, tokens| async move {
+                jobs::job_bury_batch(&self.pool, &ids, &tokens, reason).await
+            })
+            .await
     }
 
     /// Gives a held job back to be retried after `retry_in`, or to the dead letters if it
@@ -332,16 +404,70 @@ impl<T: Payload> Consumer<T> {
     }
 
     async fn retry(&self, id: i64, retry_in: Duration, error: Option<&str>) -> Result<Nacked> {
-        let token = self.token(id)?;
-        let row = jobs::job_retry(&self.pool, id, token, db::secs(retry_in), error).await?;
-        self.leases().remove(&id);
-        match row {
-            None => Err(Error::LeaseLost { job_ids: vec![id] }),
-            Some(row) => Ok(match row.run_at {
-                Some(run_at) if !row.dead => Nacked::Retrying { run_at },
-                _ => Nacked::DeadLettered,
-            }),
-        }
+        let outcome = self
+            .nack_many(&[(id, retry_in, error.map(str::to_owned))])
+            .await?;
+        outcome
+            .into_iter()
+            .next()
+            .and_then(|(_, nacked)| nacked)
+            .ok_or(Error::LeaseLost { job_ids: vec![id] })
+    }
+
+    /// Nacks held jobs, each with its own delay and error, in one round trip. Returns what
+    /// became of each; `None` for a job whose lease was lost.
+    pub(crate) async fn nack_many(
+        &self,
+        nacks: &[(i64, Duration, Option<String>)],
+    ) -> Result<Vec<(i64, Option<Nacked>)>> {
+        let ids: Vec<i64> = nacks.iter().map(|(id, _, _)| *id).collect();
+        let (held, tokens) = self.leases.held(&ids);
+        let by_id: std::collections::HashMap<i64, (f64, Option<String>)> = nacks
+            .iter()
+            .map(|(id, delay, error)| (*id, (db::secs(*delay), error.clone())))
+            .collect();
+        let (delays, errors): (Vec<f64>, Vec<Option<String>>) =
+            held.iter().filter_map(|id| by_id.get(id).cloned()).unzip();
+        let rows = if held.is_empty() {
+            Vec::new()
+        } else {
+            jobs::job_retry_batch(&self.pool, &held, &tokens, &delays, &errors).await?
+        };
+        let outcome: std::collections::HashMap<i64, Nacked> = rows
+            .into_iter()
+            .map(|row| {
+                let nacked = match row.run_at {
+                    Some(run_at) => Nacked::Retrying { run_at },
+                    None => Nacked::DeadLettered,
+                };
+                (row.id, nacked)
+            })
+            .collect();
+        let done = outcome.keys().copied().collect();
+        self.leases.forget(&held, &done);
+        Ok(ids
+            .iter()
+            .map(|id| (*id, outcome.get(id).copied()))
+            .collect())
+    }
+
+    /// Hands held jobs back without counting this delivery, for work that never started
+    /// (a worker's prefetched jobs at shutdown). Lost leases are reported as in
+    /// `archive_batch`.
+    ///
+    /// ```no_run
+    /// # async fn demo(consumer: pgqrs::Consumer) -> pgqrs::Result<()> {
+    /// let jobs = consumer.dequeue_batch(10).await?;
+    /// let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
+    /// consumer.release_batch(&ids).await?; // changed our mind
+    /// # Ok(()) }
+    /// ```
+    pub async fn release_batch(&self, ids: &[i64]) -> Result<()> {
+        self.leases
+            .settle(ids, |ids, tokens| async move {
+                jobs::job_release_batch(&self.pool, &ids, &tokens).await
+            })
+            .await
     }
 
     /// Extends the lease on a held job to `lease` from now (a heartbeat for long work).
@@ -353,66 +479,28 @@ impl<T: Payload> Consumer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&self, id: i64, lease: Duration) -> Result<chrono::DateTime<chrono::Utc>> {
-        let token = self.token(id)?;
+        let token = self.leases.token(id)?;
         match jobs::job_extend_lease(&self.pool, id, token, db::secs(lease)).await? {
             Some(until) => Ok(until),
             None => {
-                self.leases().remove(&id);
+                self.leases.forget(&[id], &Default::default());
                 Err(Error::LeaseLost { job_ids: vec![id] })
             }
         }
     }
 
-    /// Runs a lease-fenced transition on the held jobs among `ids` and reports the ones it
-    /// could not apply. Leases are forgotten once the database answered: either the job
-    /// left the queue or someone else holds it now.
-    async fn settle<F, Fut>(&self, ids: &[i64], transition: F) -> Result<()>
-    where
-        F: FnOnce(Vec<i64>, Vec<i64>) -> Fut,
-        Fut: Future<Output = sqlx::Result<Vec<i64>>>,
-    {
-        let (held, tokens): (Vec<i64>, Vec<i64>) = {
-            let leases = self.leases();
-            ids.iter()
-                .filter_map(|id| leases.get(id).map(|token| (*id, *token)))
-                .unzip()
-        };
-        let done: HashSet<i64> = if held.is_empty() {
-            HashSet::new()
-        } else {
-            transition(held.clone(), tokens)
-                .await?
-                .into_iter()
-                .collect()
-        };
-        let mut leases = self.leases();
-        for id in &held {
-            leases.remove(id);
-        }
-        drop(leases);
-        let lost: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !done.contains(id))
-            .collect();
-        if lost.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::LeaseLost { job_ids: lost })
-        }
+    /// Every job this consumer holds, with its token.
+    pub(crate) fn held_leases(&self) -> (Vec<i64>, Vec<i64>) {
+        self.leases.all()
     }
 
-    fn token(&self, id: i64) -> Result<i64> {
-        self.leases()
-            .get(&id)
-            .copied()
-            .ok_or(Error::LeaseLost { job_ids: vec![id] })
-    }
-
-    fn leases(&self) -> MutexGuard<'_, HashMap<i64, i64>> {
-        // The map stays consistent even if a holder panicked: every update is one insert or remove.
-        self.leases
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Marks lost the leases of `(ids, tokens)` a heartbeat could not extend.
+    pub(crate) fn drop_unextended(
+        &self,
+        ids: &[i64],
+        tokens: &[i64],
+        extended: &std::collections::HashSet<i64>,
+    ) -> Vec<i64> {
+        self.leases.drop_unextended(ids, tokens, extended)
     }
 }
