@@ -48,7 +48,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for T {}
     message = "`{Self}` is not a pgqrs job type",
     label = "`{Self}` is not bound to a queue",
     note = "add `#[derive(pgqrs::Job)]` and `#[pgqrs(queue = \"...\")]` to `{Self}`",
-    note = "for untyped JSON use `Producer::new(&config, \"queue\")` / `Consumer::new(&config, \"queue\")`"
+    note = "for untyped JSON use `Producer::new(&config, \"queue\")`, `Consumer::new(&config, \"queue\")` or `Worker::handle_queue`"
 )]
 pub trait JobType: Payload {
     /// The queue this type is enqueued to and dequeued from.

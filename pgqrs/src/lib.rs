@@ -1,6 +1,7 @@
 //! # pgqrs
 //!
-//! A PostgreSQL-backed job queue (and, soon, durable workflow engine) for Rust. It is a
+//! A PostgreSQL-backed job queue and worker runtime (and, soon, durable workflow engine)
+//! for Rust. It is a
 //! library, not a server: point it at Postgres and get queues with `SKIP LOCKED` claims,
 //! fenced leases, retries, dead letters and an archive.
 //!
@@ -72,6 +73,9 @@ pub use queue_name::{MAX_QUEUE_NAME_LEN, QueueName};
 pub use worker::{
     Backoff, HandlerOptions, Periodic, Worker, WorkerHandle, WorkerInfo, WorkerStats,
 };
+
+/// The token that shuts a [`Worker`] down when cancelled (from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
 
 /// `#[derive(Job)]` binds a payload type to a queue: `#[pgqrs(queue = "emails")]`.
 /// See [`JobType`].

@@ -11,6 +11,7 @@ mod common;
 mod controls;
 mod error_messages;
 mod exactly_once;
+mod fault;
 mod leases;
 mod round_trips;
 mod worker;

@@ -607,3 +607,38 @@ async fn bad_worker_setups_are_refused(pool: PgPool) -> pgqrs::Result<()> {
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn cancelling_the_token_shuts_the_worker_down(pool: PgPool) -> pgqrs::Result<()> {
+    let config = config_with_pool_size(&pool, 6).await;
+    Admin::new(&config).await?.create_queue("work").await?;
+    enqueue_work(&config, 50).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let worker = Worker::builder()
+        .config(config.clone())
+        .cancel(cancel.clone())
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .handle(|_job: Job<Work>| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<(), String>(())
+        })
+        .start()
+        .await?;
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().succeeded > 0
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), worker.wait())
+        .await
+        .expect("stopped within the shutdown timeout")?;
+    let (held, workers): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pgqrs.jobs WHERE lease_token IS NOT NULL),
+                (SELECT count(*) FROM pgqrs.workers)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((held, workers), (0, 0));
+    Ok(())
+}
