@@ -35,6 +35,20 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
+/// A config with its own pool over the test database, which has the queue `work`.
+async fn work_queue(pool: &PgPool) -> pgqrs::Result<Config> {
+    let config = config_with_pool_size(pool, 6).await;
+    Admin::new(&config).await?.create_queue("work").await?;
+    Ok(config)
+}
+
+async fn wait_for_archived(pool: &PgPool, jobs: i64, timeout: Duration) {
+    wait_until(timeout, || async {
+        count(pool, "SELECT count(*) FROM pgqrs.archive").await == jobs
+    })
+    .await;
+}
+
 fn fast_backoff() -> Backoff {
     Backoff::builder()
         .base(Duration::from_millis(10))
@@ -45,8 +59,7 @@ fn fast_backoff() -> Backoff {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let ids = enqueue_work(&config, 200).await?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let worker = Worker::builder()
@@ -73,10 +86,7 @@ async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
     );
     assert_eq!(workers[0].queues, vec!["work"]);
 
-    wait_until(Duration::from_secs(20), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 200
-    })
-    .await;
+    wait_for_archived(&pool, 200, Duration::from_secs(20)).await;
     let stats = worker.stats();
     assert_eq!((stats.claimed, stats.succeeded, stats.lost), (200, 200, 0));
     worker.shutdown(Duration::from_secs(5)).await?;
@@ -140,8 +150,7 @@ async fn failures_back_off_then_dead_letter_with_the_last_error(pool: PgPool) ->
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     enqueue_work(&config, 10).await?;
     let options = HandlerOptions::builder().backoff(fast_backoff()).build();
     let worker = Worker::builder()
@@ -156,10 +165,7 @@ async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgq
         })
         .start()
         .await?;
-    wait_until(Duration::from_secs(10), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 10
-    })
-    .await;
+    wait_for_archived(&pool, 10, Duration::from_secs(10)).await;
     let stats = worker.stats();
     assert_eq!((stats.panicked, stats.retried, stats.succeeded), (5, 5, 10));
     worker.shutdown(Duration::from_secs(5)).await?;
@@ -174,8 +180,7 @@ async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgq
 
 #[sqlx::test(migrations = "../migrations")]
 async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     enqueue_work(&config, 1).await?;
     let worker = Worker::builder()
         .config(config.clone())
@@ -195,10 +200,7 @@ async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
             "a heartbeated lease never expires"
         );
     }
-    wait_until(Duration::from_secs(10), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 1
-    })
-    .await;
+    wait_for_archived(&pool, 1, Duration::from_secs(10)).await;
     assert_eq!(worker.stats().lost, 0);
     worker.shutdown(Duration::from_secs(5)).await?;
     Ok(())
@@ -208,8 +210,7 @@ async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
 async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let worker = Worker::builder()
         .config(config.clone())
@@ -251,8 +252,7 @@ async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_handler_is_told_when_its_lease_is_lost(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let told = Arc::new(AtomicUsize::new(0));
     let worker = Worker::builder()
@@ -323,8 +323,7 @@ async fn slow_worker(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let ids = enqueue_work(&config, 300).await?;
     let executions = Arc::new(Mutex::new(Vec::new()));
 
@@ -356,10 +355,7 @@ async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pg
     );
 
     let second = slow_worker(&config, Arc::clone(&executions)).await?;
-    wait_until(Duration::from_secs(20), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 300
-    })
-    .await;
+    wait_for_archived(&pool, 300, Duration::from_secs(20)).await;
     second.shutdown(Duration::from_secs(5)).await?;
     let executions = executions.lock().unwrap().clone();
     let distinct: HashSet<i64> = executions.iter().copied().collect();
@@ -370,8 +366,7 @@ async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pg
 
 #[sqlx::test(migrations = "../migrations")]
 async fn shutdown_timeout_aborts_and_hands_the_job_back(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let worker = Worker::builder()
         .config(config.clone())
@@ -434,10 +429,7 @@ async fn paused_queues_are_not_claimed_until_resumed(pool: PgPool) -> pgqrs::Res
     assert!(admin.queue_stats("work").await?.ready == 5);
 
     admin.resume_queue("work").await?; // wakes the worker: the poll is 30 s away
-    wait_until(Duration::from_secs(5), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 5
-    })
-    .await;
+    wait_for_archived(&pool, 5, Duration::from_secs(5)).await;
     worker.shutdown(Duration::from_secs(5)).await?;
     Ok(())
 }
@@ -474,10 +466,7 @@ async fn global_concurrency_caps_all_workers_together(pool: PgPool) -> pgqrs::Re
                 .await?,
         );
     }
-    wait_until(Duration::from_secs(30), || async {
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await == 40
-    })
-    .await;
+    wait_for_archived(&pool, 40, Duration::from_secs(30)).await;
     for worker in workers {
         worker.shutdown(Duration::from_secs(5)).await?;
     }
@@ -539,8 +528,7 @@ async fn the_registry_reaps_silent_workers_and_accepts_a_reused_name(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_idle_worker_is_quiet(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     let worker = Worker::builder()
         .config(config.clone())
         .build()
@@ -610,8 +598,7 @@ async fn bad_worker_setups_are_refused(pool: PgPool) -> pgqrs::Result<()> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn cancelling_the_token_shuts_the_worker_down(pool: PgPool) -> pgqrs::Result<()> {
-    let config = config_with_pool_size(&pool, 6).await;
-    Admin::new(&config).await?.create_queue("work").await?;
+    let config = work_queue(&pool).await?;
     enqueue_work(&config, 50).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let worker = Worker::builder()
