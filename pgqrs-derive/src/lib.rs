@@ -8,6 +8,7 @@
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
+mod durable;
 mod job;
 
 /// Binds a payload type to a pgqrs queue: `#[derive(Job)] #[pgqrs(queue = "emails")]`.
@@ -24,6 +25,40 @@ mod job;
 pub fn derive_job(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     job::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Makes an `async fn(ctx: &Workflow, ...) -> Result<T, E>` a durable workflow step: its
+/// output is recorded once and returned from storage when the run is replayed.
+///
+/// Attributes: `name = "..."` (default: the function's name), `retries = N` and
+/// `backoff = "500ms"` (retry a failing body N times, doubling the backoff).
+///
+/// ```ignore
+/// #[pgqrs_step(retries = 3, backoff = "1s")]
+/// async fn fetch_data(ctx: &Workflow, url: &str) -> Result<String, anyhow::Error> { ... }
+/// ```
+#[proc_macro_attribute]
+pub fn pgqrs_step(attr: TokenStream, item: TokenStream) -> TokenStream {
+    durable::expand(durable::Kind::Step, attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Makes an `async fn(ctx: &Workflow, input) -> Result<T, E>` a durable workflow: calling
+/// it with a context executes (or resumes) the run, and a type of the same name implements
+/// `pgqrs::workflow::WorkflowFn` for workers.
+///
+/// Attributes: `name = "..."` (default: the function's name) and `version = "..."`.
+///
+/// ```ignore
+/// #[pgqrs_workflow(version = "2")]
+/// async fn data_pipeline(ctx: &Workflow, url: &str) -> Result<String, anyhow::Error> { ... }
+/// ```
+#[proc_macro_attribute]
+pub fn pgqrs_workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
+    durable::expand(durable::Kind::Workflow, attr.into(), item.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -114,6 +114,98 @@ pub enum Error {
     )]
     PoolTimeout,
 
+    /// No workflow run has this id.
+    #[error("workflow run {run_id} does not exist")]
+    RunNotFound {
+        /// The id asked for.
+        run_id: i64,
+    },
+
+    /// The run's state machine does not allow this transition.
+    #[error("workflow run {run_id} is {from}: it cannot become {to}")]
+    IllegalTransition {
+        /// The run.
+        run_id: i64,
+        /// Its status.
+        from: crate::workflow::RunStatus,
+        /// The status asked for.
+        to: crate::workflow::RunStatus,
+    },
+
+    /// The run paused in a durable sleep or to wait for a signal. It resumes by itself in a
+    /// workflow worker when the time comes or the signal arrives.
+    #[error("workflow run {run_id} is suspended ({reason}); a workflow worker resumes it")]
+    Suspended {
+        /// The run.
+        run_id: i64,
+        /// What it waits for.
+        reason: String,
+    },
+
+    /// The workflow returned an error; the run is `failed`.
+    #[error("workflow run {run_id} failed: {error}")]
+    WorkflowFailed {
+        /// The run.
+        run_id: i64,
+        /// The workflow's error, as text.
+        error: String,
+    },
+
+    /// The run was cancelled.
+    #[error("workflow run {run_id} was cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: i64,
+    },
+
+    /// A recorded step's output was stored under another JSON schema than the step's
+    /// output type has now (the code changed), or no longer decodes: the stored value is
+    /// not returned as something it is not.
+    #[error(
+        "step `{step}` (#{seq}) of run {run_id} was recorded with another output type: {detail}; finish or cancel runs before changing a step's output type, or rename the step"
+    )]
+    SchemaMismatch {
+        /// The run.
+        run_id: i64,
+        /// The step's name.
+        step: String,
+        /// Its call sequence number in the run.
+        seq: i32,
+        /// What differs.
+        detail: String,
+    },
+
+    /// Replaying a run met a different step call than the one recorded at this position:
+    /// the workflow is not deterministic, or its code changed under a running run.
+    #[error(
+        "workflow run {run_id} diverged at step #{seq}: recorded `{recorded}`, now called `{called}`; workflow code must call the same steps with the same inputs on every replay"
+    )]
+    WorkflowDiverged {
+        /// The run.
+        run_id: i64,
+        /// The position.
+        seq: i32,
+        /// The recorded step (name and input).
+        recorded: String,
+        /// The step called now.
+        called: String,
+    },
+
+    /// The run was started by another version of the workflow than the code at hand.
+    #[error(
+        "workflow run {run_id} of `{workflow}` was started by version {run_version:?}, this code is version {code_version:?}; run it with a worker of that version"
+    )]
+    VersionMismatch {
+        /// The run.
+        run_id: i64,
+        /// The workflow's name.
+        workflow: String,
+        /// The version recorded when the run was created.
+        run_version: String,
+        /// The version of the code trying to run it.
+        code_version: String,
+    },
+
     /// A pgqrs task failed in a way that is a bug in pgqrs; please report it.
     #[error("internal error in pgqrs: {0}")]
     Internal(String),

@@ -60,6 +60,7 @@ mod producer;
 mod queue;
 mod queue_name;
 mod worker;
+pub mod workflow;
 
 pub use admin::Admin;
 pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
@@ -80,3 +81,18 @@ pub use tokio_util::sync::CancellationToken;
 /// `#[derive(Job)]` binds a payload type to a queue: `#[pgqrs(queue = "emails")]`.
 /// See [`JobType`].
 pub use pgqrs_derive::Job;
+
+/// Marks an async fn as a durable workflow step; see [`workflow`].
+pub use pgqrs_derive::pgqrs_step;
+/// Marks an async fn as a durable workflow; see [`workflow`].
+pub use pgqrs_derive::pgqrs_workflow;
+
+/// The JSON-schema crate step outputs derive `JsonSchema` from.
+pub use schemars;
+
+/// Items the macros expand to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::BoxFuture;
+    pub use serde_json;
+}

@@ -489,6 +489,11 @@ impl<T: Payload> Consumer<T> {
         }
     }
 
+    /// Forgets the leases of jobs a handler settled through its own statement.
+    pub(crate) fn forget_settled(&self, ids: &[i64]) {
+        self.leases.forget(ids, &ids.iter().copied().collect());
+    }
+
     /// Every job this consumer holds, with its token.
     pub(crate) fn held_leases(&self) -> (Vec<i64>, Vec<i64>) {
         self.leases.all()

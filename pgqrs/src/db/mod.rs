@@ -8,7 +8,10 @@ pub(crate) mod dead_letter;
 pub(crate) mod job;
 pub(crate) mod periodic;
 pub(crate) mod queue;
+pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod signal;
+pub(crate) mod step;
 pub(crate) mod worker;
 
 /// The embedded schema migrations (`migrations/`), tracked in `pgqrs._sqlx_migrations`.

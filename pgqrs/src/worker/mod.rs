@@ -23,8 +23,11 @@ use typed_builder::TypedBuilder;
 pub use options::{Backoff, HandlerOptions};
 pub use periodic::Periodic;
 
+use sqlx::PgPool;
+
 use crate::db::{self, worker::WorkerRow};
 use crate::queue::QueueHandle;
+use crate::workflow::{WorkflowFn, WorkflowHandler};
 use crate::{Config, Consumer, Error, Job, JobType, Message, Payload, Result};
 use runner::Runner;
 
@@ -130,6 +133,42 @@ struct StartedQueue {
     holder: Arc<dyn LeaseHolder>,
     wake: Arc<Notify>,
     run: BoxFuture<'static, ()>,
+}
+
+/// How a handler ended, as the queue loop records it.
+pub(crate) enum Handled {
+    /// Archive the job.
+    Succeeded,
+    /// Retry the job after the backoff (or dead-letter it), recording this error.
+    Failed(String),
+    /// The handler settled the job itself; just forget the lease.
+    Settled,
+}
+
+/// Runs one job. User handlers are adapted by [`FnHandler`]; workflow runs have their own.
+pub(crate) trait JobHandler<T>: Send + Sync + 'static {
+    fn handle(&self, job: Job<T>) -> BoxFuture<'static, Handled>;
+}
+
+/// A user's `async fn(Job<T>) -> Result<(), E>` as a [`JobHandler`].
+pub(crate) struct FnHandler<F>(F);
+
+impl<T, F, Fut, E> JobHandler<T> for FnHandler<F>
+where
+    T: Payload,
+    F: Fn(Job<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    fn handle(&self, job: Job<T>) -> BoxFuture<'static, Handled> {
+        let run = (self.0)(job);
+        Box::pin(async move {
+            match run.await {
+                Ok(()) => Handled::Succeeded,
+                Err(err) => Handled::Failed(err.to_string()),
+            }
+        })
+    }
 }
 
 /// What the heartbeat needs from each queue's consumer, whatever its payload type.
@@ -340,17 +379,85 @@ impl Worker {
         self
     }
 
-    fn register<T, F, Fut, E>(mut self, queue: &str, options: HandlerOptions, handler: F) -> Self
+    fn register<T, F, Fut, E>(self, queue: &str, options: HandlerOptions, handler: F) -> Self
     where
         T: Payload,
         F: Fn(Job<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let name = queue.to_owned();
+        let handler = Arc::new(FnHandler(handler));
+        self.register_handler(queue.to_owned(), false, options, move |_pool, _lease| {
+            Ok(handler)
+        })
+    }
+
+    /// Runs the workflow `W`: this worker executes its pending runs, resumes runs whose
+    /// executor died, and wakes sleeping and waiting runs when their time or signal comes.
+    ///
+    /// ```no_run
+    /// use pgqrs::workflow::Workflow;
+    ///
+    /// #[pgqrs::pgqrs_workflow]
+    /// async fn nightly(ctx: &Workflow, day: u32) -> Result<u32, anyhow::Error> {
+    ///     Ok(day)
+    /// }
+    ///
+    /// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+    /// let worker = pgqrs::Worker::builder().config(config).build()
+    ///     .workflow::<nightly>()
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn workflow<W: WorkflowFn>(self) -> Self {
+        self.workflow_with::<W>(HandlerOptions::default())
+    }
+
+    /// Runs the workflow `W` with `options` (concurrency counts runs).
+    ///
+    /// ```no_run
+    /// # #[pgqrs::pgqrs_workflow]
+    /// # async fn nightly(ctx: &pgqrs::workflow::Workflow, day: u32) -> Result<u32, anyhow::Error> { Ok(day) }
+    /// # async fn demo(config: pgqrs::Config) -> pgqrs::Result<()> {
+    /// let options = pgqrs::HandlerOptions::builder().concurrency(50).build();
+    /// let worker = pgqrs::Worker::builder().config(config).build().workflow_with::<nightly>(options);
+    /// # Ok(()) }
+    /// ```
+    pub fn workflow_with<W: WorkflowFn>(self, options: HandlerOptions) -> Self {
+        let queue = match crate::workflow::queue_name(W::NAME) {
+            Ok(queue) => queue,
+            // `start` reports the bad name.
+            Err(_) => W::NAME.to_owned(),
+        };
+        self.register_handler(queue, true, options, |pool, lease| {
+            Ok(Arc::new(WorkflowHandler::<W>::new(pool, lease)))
+        })
+    }
+
+    /// Registers a loop over `queue` running the handler `make` builds; a workflow's queue
+    /// is created if missing.
+    fn register_handler<T, H, M>(
+        mut self,
+        queue: String,
+        workflow_queue: bool,
+        options: HandlerOptions,
+        make: M,
+    ) -> Self
+    where
+        T: Payload,
+        H: JobHandler<T>,
+        M: FnOnce(PgPool, Duration) -> Result<Arc<H>> + Send + 'static,
+    {
+        let name = queue.clone();
         let start: StartQueue = Box::new(move |shared, config, worker_id, lease| {
             Box::pin(async move {
+                let pool = config.pool().await?;
+                if workflow_queue {
+                    db::queue::queue_insert(&pool, &name, db::run::WORKFLOW_QUEUE_MAX_ATTEMPTS)
+                        .await?;
+                }
+                let handler = make(pool, lease)?;
                 let consumer = Consumer::<T>::for_worker(&config, &name, worker_id, lease).await?;
                 let consumer = Arc::new(consumer);
                 let wake = Arc::new(Notify::new());
@@ -369,10 +476,7 @@ impl Worker {
                 })
             })
         });
-        self.queues.push(Registration {
-            queue: queue.to_owned(),
-            start,
-        });
+        self.queues.push(Registration { queue, start });
         self
     }
 

@@ -2,8 +2,6 @@
 //! in batches, and wind down on shutdown.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Display;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +12,14 @@ use tokio::task::{Id, JoinSet};
 use tracing::Instrument;
 
 use super::options::HandlerOptions;
-use super::{Shared, Stats};
+use super::{Handled, JobHandler, Shared, Stats};
 use crate::{Consumer, Error, Job, Nacked, Payload};
 
 /// How a handler run ended.
 enum Outcome {
     Succeeded,
+    /// The handler settled the job itself (a workflow run finished or suspended).
+    Settled,
     Failed(String),
     Panicked(String),
     /// Aborted at shutdown: retried at once, the delivery still counts.
@@ -35,10 +35,10 @@ struct Finished {
 
 /// The loop of one queue. Generic over the payload and handler; the worker sees it only as
 /// a future.
-pub(super) struct Runner<T: Payload, F> {
+pub(super) struct Runner<T: Payload, H> {
     pub(super) shared: Arc<Shared>,
     pub(super) consumer: Arc<Consumer<T>>,
-    pub(super) handler: Arc<F>,
+    pub(super) handler: Arc<H>,
     pub(super) options: HandlerOptions,
     pub(super) wake: Arc<Notify>,
 }
@@ -55,13 +55,7 @@ struct State<T> {
     errors: u32,
 }
 
-impl<T, F, Fut, E> Runner<T, F>
-where
-    T: Payload,
-    F: Fn(Job<T>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Display + Send + 'static,
-{
+impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
     pub(super) async fn run(self) {
         let mut state = State {
             prefetched: VecDeque::new(),
@@ -151,9 +145,11 @@ where
         let handler = Arc::clone(&self.handler);
         let task = state.running.spawn(
             async move {
-                let outcome = match AssertUnwindSafe(handler(job)).catch_unwind().await {
-                    Ok(Ok(())) => Outcome::Succeeded,
-                    Ok(Err(err)) => Outcome::Failed(err.to_string()),
+                let run = async move { handler.handle(job).await };
+                let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(Handled::Succeeded) => Outcome::Succeeded,
+                    Ok(Handled::Settled) => Outcome::Settled,
+                    Ok(Handled::Failed(error)) => Outcome::Failed(error),
                     Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
                 };
                 Finished {
@@ -203,7 +199,7 @@ where
             .finished
             .iter()
             .filter_map(|f| match &f.outcome {
-                Outcome::Succeeded => None,
+                Outcome::Succeeded | Outcome::Settled => None,
                 Outcome::Failed(error) | Outcome::Panicked(error) => Some((
                     f.id,
                     self.options.backoff.delay(f.attempts),
@@ -216,6 +212,19 @@ where
                 )),
             })
             .collect();
+        let settled: Vec<i64> = state
+            .finished
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::Settled))
+            .map(|f| f.id)
+            .collect();
+        if !settled.is_empty() {
+            self.consumer.forget_settled(&settled);
+            Stats::add(&stats.succeeded, settled.len());
+            state
+                .finished
+                .retain(|f| !matches!(f.outcome, Outcome::Settled));
+        }
         if !succeeded.is_empty() {
             match self.consumer.archive_batch(&succeeded, "completed").await {
                 Ok(()) => Stats::add(&stats.succeeded, succeeded.len()),

@@ -16,6 +16,7 @@ const WORKERS: usize = 4;
 const CONCURRENCY: usize = 8;
 const PREFETCH: usize = 8;
 const LEASE: Duration = Duration::from_secs(3);
+const WORKER_ENTRY: &str = "fault::worker_process_entry";
 
 #[derive(Debug, Serialize, Deserialize, Job)]
 #[pgqrs(queue = "fault")]
@@ -24,7 +25,7 @@ struct Chore {
 }
 
 /// `postgresql://` URL of the test's own database, for processes outside this one.
-fn dsn_of(pool: &PgPool) -> String {
+pub(crate) fn dsn_of(pool: &PgPool) -> String {
     let o = pool.connect_options();
     format!(
         "postgresql://{}@{}:{}/{}",
@@ -104,21 +105,30 @@ async fn worker_process_entry() {
     std::future::pending::<()>().await;
 }
 
-fn spawn_worker_process(dsn: &str, name: &str, logs: &Path, generation: usize) -> Child {
+/// Starts this test binary as a worker process running the ignored test `entry`.
+pub(crate) fn spawn_worker_process(
+    entry: &str,
+    dsn: &str,
+    name: &str,
+    logs: &Path,
+    generation: usize,
+) -> Child {
     let log = std::fs::File::create(logs.join(format!("{name}-{generation}.log"))).unwrap();
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fault::worker_process_entry",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args(["--exact", entry, "--ignored", "--nocapture"])
         .env("PGQRS_FAULT_DSN", dsn)
         .env("PGQRS_FAULT_NAME", name)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// Where worker processes write their logs.
+pub(crate) fn log_dir() -> PathBuf {
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    logs
 }
 
 async fn remaining(pool: &PgPool) -> i64 {
@@ -171,12 +181,11 @@ async fn assert_exact_accounting(pool: &PgPool, faulty: &HashSet<String>) -> usi
 async fn sigkilled_workers_lose_nothing(pool: PgPool) -> pgqrs::Result<()> {
     prepare(&pool).await?;
     let dsn = dsn_of(&pool);
-    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = log_dir();
     let names: Vec<String> = (0..WORKERS).map(|n| format!("fault-worker-{n}")).collect();
     let mut children: Vec<Child> = names
         .iter()
-        .map(|name| spawn_worker_process(&dsn, name, &logs, 0))
+        .map(|name| spawn_worker_process(WORKER_ENTRY, &dsn, name, &logs, 0))
         .collect();
 
     let mut killed: HashSet<String> = HashSet::new();
@@ -196,7 +205,8 @@ async fn sigkilled_workers_lose_nothing(pool: PgPool) -> pgqrs::Result<()> {
             killed.insert(format!("{}/{pid}", names[victim]));
             generation += 1;
             // Restart under the same name, as a supervisor would.
-            children[victim] = spawn_worker_process(&dsn, &names[victim], &logs, generation);
+            children[victim] =
+                spawn_worker_process(WORKER_ENTRY, &dsn, &names[victim], &logs, generation);
         }
     }
     for child in &mut children {

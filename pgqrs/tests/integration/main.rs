@@ -12,6 +12,8 @@ mod controls;
 mod error_messages;
 mod exactly_once;
 mod fault;
+mod fault_workflow;
 mod leases;
 mod round_trips;
 mod worker;
+mod workflow;

@@ -1,0 +1,46 @@
+//! `pgqrs.steps`: completed workflow steps, recorded once each, fenced by the run's lease.
+
+use sqlx::PgExecutor;
+
+use super::run::RunLease;
+
+/// A step to record.
+#[derive(Debug)]
+pub(crate) struct NewStep<'a> {
+    pub(crate) lease: RunLease,
+    pub(crate) seq: i32,
+    pub(crate) name: &'a str,
+    pub(crate) input: &'a str,
+    pub(crate) output: &'a str,
+    pub(crate) fingerprint: &'a str,
+    pub(crate) attempts: i32,
+}
+
+/// Records a completed step if the caller still holds the run's lease and the step is not
+/// recorded yet; `false` otherwise.
+pub(crate) async fn step_complete<'c>(
+    db: impl PgExecutor<'c>,
+    step: &NewStep<'_>,
+) -> sqlx::Result<bool> {
+    let recorded = sqlx::query_scalar!(
+        r#"WITH lease AS (
+             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 FOR SHARE
+           )
+           INSERT INTO pgqrs.steps (run_id, seq, name, input, output, fingerprint, attempts)
+           SELECT $1, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9 FROM lease
+           ON CONFLICT (run_id, seq) DO NOTHING
+           RETURNING seq"#,
+        step.lease.run_id,
+        step.lease.job_id,
+        step.lease.token,
+        step.seq,
+        step.name,
+        step.input,
+        step.output,
+        step.fingerprint,
+        step.attempts
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(recorded.is_some())
+}
