@@ -455,19 +455,13 @@ fn check_workflow_name(name: &str, span: Span) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::snapshot_settings;
 
     fn expanded(kind: Kind, attr: TokenStream, item: TokenStream) -> String {
         match expand(kind, attr, item) {
             Ok(tokens) => prettyplease::unparse(&syn::parse2(tokens).unwrap()),
             Err(err) => format!("error: {err}"),
         }
-    }
-
-    fn snapshot_settings() -> insta::Settings {
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path("../../snapshots");
-        settings.set_prepend_module_to_snapshot(false);
-        settings
     }
 
     #[test]

@@ -125,17 +125,11 @@ fn check_queue_name(name: &LitStr) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::snapshot_settings;
 
     fn expand_to_string(input: DeriveInput) -> String {
         let tokens = expand(&input).unwrap_or_else(Error::into_compile_error);
         prettyplease::unparse(&syn::parse2(tokens).unwrap())
-    }
-
-    fn snapshot_settings() -> insta::Settings {
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path("../../snapshots");
-        settings.set_prepend_module_to_snapshot(false);
-        settings
     }
 
     #[test]

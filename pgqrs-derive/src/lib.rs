@@ -62,3 +62,14 @@ pub fn pgqrs_workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
+
+#[cfg(test)]
+mod test_support {
+    /// insta settings that write to the workspace's `snapshots/`.
+    pub(crate) fn snapshot_settings() -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("../../snapshots");
+        settings.set_prepend_module_to_snapshot(false);
+        settings
+    }
+}

@@ -82,21 +82,26 @@ async fn recording_worker(config: Config, name: &str, tag: String) -> pgqrs::Res
         .await
 }
 
+/// In a worker process started by a fault test: its DSN and name, with logging set up.
+/// `None` when the entry point runs as an ordinary (ignored) test.
+pub(crate) fn worker_process_env() -> Option<(String, String)> {
+    let dsn = std::env::var("PGQRS_FAULT_DSN").ok()?;
+    let name = std::env::var("PGQRS_FAULT_NAME").ok()?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("pgqrs=info")
+        .with_writer(std::io::stderr)
+        .try_init();
+    Some((dsn, name))
+}
+
 /// Not a test: the body of the worker processes `sigkilled_workers_lose_nothing` starts
 /// (this same binary, run with `--exact --ignored`). Does nothing without its environment.
 #[tokio::test]
 #[ignore = "entry point of the worker processes the fault tests spawn"]
 async fn worker_process_entry() {
-    let (Ok(dsn), Ok(name)) = (
-        std::env::var("PGQRS_FAULT_DSN"),
-        std::env::var("PGQRS_FAULT_NAME"),
-    ) else {
+    let Some((dsn, name)) = worker_process_env() else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("pgqrs=info")
-        .with_writer(std::io::stderr)
-        .try_init();
     let config = Config::from_dsn(&dsn)
         .unwrap()
         .max_connections(CONCURRENCY as u32 + 2);

@@ -9,7 +9,7 @@ use pgqrs::workflow::{Workflow, WorkflowFn};
 use pgqrs::{Admin, Config, HandlerOptions, Worker, pgqrs_step, pgqrs_workflow};
 use sqlx::PgPool;
 
-use crate::fault::{dsn_of, log_dir, spawn_worker_process};
+use crate::fault::{dsn_of, log_dir, spawn_worker_process, worker_process_env};
 
 const RUNS: u32 = 200;
 const STEPS: u32 = 5;
@@ -45,16 +45,9 @@ async fn five_chores(ctx: &Workflow, run_no: u32) -> anyhow::Result<u32> {
 #[tokio::test]
 #[ignore = "entry point of the worker processes the fault tests spawn"]
 async fn workflow_worker_process_entry() {
-    let (Ok(dsn), Ok(name)) = (
-        std::env::var("PGQRS_FAULT_DSN"),
-        std::env::var("PGQRS_FAULT_NAME"),
-    ) else {
+    let Some((dsn, name)) = worker_process_env() else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("pgqrs=info")
-        .with_writer(std::io::stderr)
-        .try_init();
     let config = Config::from_dsn(&dsn)
         .unwrap()
         .max_connections(CONCURRENCY as u32 * 2 + 2);

@@ -511,3 +511,53 @@ async fn runs_of_another_version_are_detected(pool: PgPool) -> anyhow::Result<()
     );
     Ok(())
 }
+
+// ---- step retries from attributes ----
+
+#[pgqrs_step(retries = 2, backoff = "20ms")]
+async fn shaky(ctx: &Workflow) -> anyhow::Result<String> {
+    effect(ctx, "shaky").await?;
+    let tries: i64 = sqlx::query_scalar("SELECT count(*) FROM effects WHERE step = 'shaky'")
+        .fetch_one(ctx.pool())
+        .await?;
+    anyhow::ensure!(tries >= 3, "attempt {tries} failed");
+    Ok("steady".to_string())
+}
+
+#[pgqrs_step(retries = 1, backoff = "10ms")]
+async fn hopeless(ctx: &Workflow) -> anyhow::Result<u8> {
+    effect(ctx, "hopeless").await?;
+    anyhow::bail!("never works")
+}
+
+#[pgqrs_workflow]
+async fn retrying(ctx: &Workflow, give_up: bool) -> anyhow::Result<String> {
+    let word = shaky(ctx).await?;
+    if give_up {
+        hopeless(ctx).await?;
+    }
+    Ok(word)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn steps_retry_with_backoff_as_their_attribute_says(pool: PgPool) -> anyhow::Result<()> {
+    with_effects(&pool).await;
+    let started = std::time::Instant::now();
+    let workflow = Workflow::create(&pool, "retrying", &false).await?;
+    assert_eq!(retrying(&workflow, false).await?, "steady");
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "waited 20 ms, then 40 ms"
+    );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM pgqrs.steps WHERE name = 'shaky'")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!((attempts, effects(&pool, "shaky").await), (3, 3));
+
+    let exhausted = Workflow::create(&pool, "retrying", &true).await?;
+    let err = retrying(&exhausted, true).await.unwrap_err();
+    assert!(err.to_string().contains("never works"));
+    assert_eq!(effects(&pool, "hopeless").await, 2, "one try and one retry");
+    assert_eq!(exhausted.handle().status().await?, RunStatus::Failed);
+    Ok(())
+}
