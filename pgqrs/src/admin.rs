@@ -209,6 +209,7 @@ impl Admin {
         let deleted = db::queue::queue_delete(&mut tx, queue.id).await?;
         tx.commit().await?;
         if deleted {
+            db::queue::queue_delete_archive(&self.pool, queue.id).await?;
             Ok(())
         } else {
             Err(Error::QueueNotFound {

@@ -64,7 +64,7 @@ pub mod workflow;
 
 pub use admin::Admin;
 pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
-pub use consumer::Consumer;
+pub use consumer::{Consumer, Handoff};
 pub use error::{Error, Result};
 pub use job::{EnqueueOptions, Enqueued, Job, JobType, Message, Nacked, Payload};
 pub use lease::Lease;

@@ -239,11 +239,7 @@ impl<T: Payload> Producer<T> {
                         break;
                     }
                 }
-                vec![row.ok_or_else(|| {
-                    Error::Database(sqlx::Error::Protocol(format!(
-                        "unique key {key:?} kept changing hands; try again"
-                    )))
-                })?]
+                row.into_iter().collect()
             }
             (Some(_), _) => {
                 return Err(Error::InvalidArgument(
@@ -251,6 +247,12 @@ impl<T: Payload> Producer<T> {
                 ));
             }
         };
+        if rows.is_empty() {
+            // Nothing was inserted: the queue is gone (a unique key race would have retried).
+            return Err(Error::QueueNotFound {
+                queue: self.queue.name.to_string(),
+            });
+        }
         tracing::debug!(queue = %self.queue.name, count = rows.len(), "enqueued");
         Ok(rows
             .into_iter()

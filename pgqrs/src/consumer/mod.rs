@@ -8,10 +8,32 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::db::{self, job as jobs, job::ClaimBatch};
+use std::collections::HashSet;
+
+use crate::db::{self, job as jobs, job::Ack, job::ClaimBatch};
 use crate::queue::QueueHandle;
 use crate::{Config, Error, Job, JobType, Lease, Nacked, Payload, QueueInfo, Result};
 use lease_book::LeaseBook;
+
+/// What [`Consumer::archive_and_dequeue`] did: the jobs it claimed, and the acked jobs it
+/// could not archive because their lease was lost.
+///
+/// ```no_run
+/// # async fn demo(consumer: pgqrs::Consumer, done: Vec<i64>) -> pgqrs::Result<()> {
+/// let handoff = consumer.archive_and_dequeue(&done, "completed", 10).await?;
+/// if !handoff.lost.is_empty() {
+///     eprintln!("another consumer has {:?}; their results were not recorded", handoff.lost);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Handoff<T> {
+    /// The newly claimed jobs.
+    pub jobs: Vec<Job<T>>,
+    /// Acked jobs whose lease was lost: not archived.
+    pub lost: Vec<i64>,
+}
 
 /// A claimed job whose payload did not decode: id, lease token, serde's reason.
 type Undecodable = (i64, i64, serde_json::Error);
@@ -190,8 +212,56 @@ impl<T: Payload> Consumer<T> {
                 "a lease must be longer than zero".into(),
             ));
         }
+        Ok(self.claim_after(n, lease, &[], "").await?.jobs)
+    }
+
+    /// Archives the held jobs `done` with `outcome` and claims up to `n` more, in one
+    /// statement: the ack of one batch rides on the claim of the next, so a busy consumer
+    /// pays one round trip (and one commit) per batch. Jobs of `done` whose lease was lost
+    /// are left alone and listed in [`Handoff::lost`].
+    ///
+    /// ```no_run
+    /// # async fn demo(consumer: pgqrs::Consumer) -> pgqrs::Result<()> {
+    /// let mut jobs = consumer.dequeue_batch(100).await?;
+    /// while !jobs.is_empty() {
+    ///     let done: Vec<i64> = jobs.iter().map(|job| job.id).collect(); // ... after the work
+    ///     jobs = consumer.archive_and_dequeue(&done, "completed", 100).await?.jobs;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn archive_and_dequeue(
+        &self,
+        done: &[i64],
+        outcome: &str,
+        n: usize,
+    ) -> Result<Handoff<T>> {
+        self.claim_after(n, self.visibility_timeout, done, outcome)
+            .await
+    }
+
+    async fn claim_after(
+        &self,
+        n: usize,
+        lease: Duration,
+        done: &[i64],
+        outcome: &str,
+    ) -> Result<Handoff<T>> {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let rows = self.claim(limit, db::secs(lease)).await?.jobs;
+        let (acked, tokens) = self.leases.held(done);
+        let ack = Ack {
+            ids: &acked,
+            tokens: &tokens,
+            outcome,
+        };
+        let batch = self.claim(limit, db::secs(lease), ack).await?;
+        let archived: HashSet<i64> = batch.archived.iter().copied().collect();
+        self.leases.forget(&acked, &archived);
+        let lost: Vec<i64> = done
+            .iter()
+            .copied()
+            .filter(|id| !archived.contains(id))
+            .collect();
+        let rows = batch.jobs;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut undecodable = Vec::new();
         for row in rows {
@@ -218,21 +288,27 @@ impl<T: Payload> Consumer<T> {
             self.leases.hold(job.id, job.lease.clone());
         }
         tracing::debug!(queue = %self.queue.name, count = claimed.len(), "claimed");
-        Ok(claimed.into_iter().map(|(_, job)| job).collect())
+        Ok(Handoff {
+            jobs: claimed.into_iter().map(|(_, job)| job).collect(),
+            lost,
+        })
     }
 
     /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
     /// holds across all consumers.
-    async fn claim(&self, limit: i64, lease_secs: f64) -> Result<ClaimBatch> {
+    async fn claim(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
         let batch = if self.capped.load(Ordering::Relaxed) {
-            self.claim_locked(limit, lease_secs).await?
+            self.claim_locked(limit, lease_secs, ack).await?
         } else {
             let batch = self
-                .claim_statement(&self.pool, limit, lease_secs, false)
+                .claim_statement(&self.pool, limit, lease_secs, false, ack)
                 .await?;
             if batch.capped && !batch.paused {
-                // The cap was set since we last looked: claim again, properly.
-                self.claim_locked(limit, lease_secs).await?
+                // The cap was set since we last looked: claim again, properly. The ack is
+                // done already.
+                let mut again = self.claim_locked(limit, lease_secs, Ack::NONE).await?;
+                again.archived = batch.archived;
+                again
             } else {
                 batch
             }
@@ -241,11 +317,11 @@ impl<T: Payload> Consumer<T> {
         Ok(batch)
     }
 
-    async fn claim_locked(&self, limit: i64, lease_secs: f64) -> Result<ClaimBatch> {
+    async fn claim_locked(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
         let mut tx = self.pool.begin().await?;
         db::queue::queue_lock_claims(&mut tx, self.queue.id).await?;
         let batch = self
-            .claim_statement(&mut *tx, limit, lease_secs, true)
+            .claim_statement(&mut *tx, limit, lease_secs, true, ack)
             .await?;
         tx.commit().await?;
         Ok(batch)
@@ -257,6 +333,7 @@ impl<T: Payload> Consumer<T> {
         limit: i64,
         lease_secs: f64,
         holds_claim_lock: bool,
+        ack: Ack<'_>,
     ) -> Result<ClaimBatch> {
         jobs::job_claim_batch(
             db,
@@ -265,6 +342,7 @@ impl<T: Payload> Consumer<T> {
             lease_secs,
             self.worker_id,
             holds_claim_lock,
+            ack,
         )
         .await?
         .ok_or_else(|| Error::QueueNotFound {

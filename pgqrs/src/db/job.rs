@@ -19,9 +19,27 @@ pub(crate) struct ClaimedRow {
     pub(crate) lease_expires_at: DateTime<Utc>,
 }
 
+/// Held jobs to archive in the claim statement: ids, their lease tokens, the outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ack<'a> {
+    pub(crate) ids: &'a [i64],
+    pub(crate) tokens: &'a [i64],
+    pub(crate) outcome: &'a str,
+}
+
+impl Ack<'_> {
+    pub(crate) const NONE: Ack<'static> = Ack {
+        ids: &[],
+        tokens: &[],
+        outcome: "",
+    };
+}
+
 /// The outcome of one claim statement: the queue's controls and the claimed jobs.
 #[derive(Debug)]
 pub(crate) struct ClaimBatch {
+    /// The acked jobs that were archived (the others had lost their lease).
+    pub(crate) archived: Vec<i64>,
     pub(crate) paused: bool,
     /// The queue has a global concurrency cap: claim holding its claim lock.
     pub(crate) capped: bool,
@@ -47,7 +65,8 @@ pub(crate) struct RetriedRow {
 pub(crate) const WAKE_CHANNEL: &str = "pgqrs_jobs";
 
 /// Inserts JSON payloads (as text) into a queue in one statement; rows come back in input
-/// order. With `notify`, one `NOTIFY pgqrs_jobs, '<queue id>'` goes out at commit.
+/// order, none if the queue was deleted. With `notify`, one `NOTIFY pgqrs_jobs, '<queue
+/// id>'` goes out at commit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_insert_batch<'c>(
     db: impl PgExecutor<'c>,
@@ -64,6 +83,7 @@ pub(crate) async fn job_insert_batch<'c>(
              INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at)
              SELECT $1, t.payload::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
              FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, ord)
+             WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $1)
              ORDER BY t.ord
              RETURNING id, run_at
            ),
@@ -88,7 +108,7 @@ pub(crate) async fn job_insert_batch<'c>(
 
 /// Inserts one job unless a waiting or leased job of the queue has `unique_key`; then
 /// returns that job with `duplicate` set. `None` when the holder of the key committed after
-/// this statement's snapshot was taken: ask again.
+/// this statement's snapshot was taken (ask again), or when the queue was deleted.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_insert_unique<'c>(
     db: impl PgExecutor<'c>,
@@ -104,7 +124,8 @@ pub(crate) async fn job_insert_unique<'c>(
         InsertedRow,
         r#"WITH inserted AS (
              INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at, unique_key)
-             VALUES ($1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5), $6)
+             SELECT $1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5), $6
+             WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $1)
              ON CONFLICT (queue_id, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
              RETURNING id, run_at
            ),
@@ -129,8 +150,9 @@ pub(crate) async fn job_insert_unique<'c>(
     .await
 }
 
-/// Claims up to `limit` runnable jobs for `lease_secs` (see `sql/job_claim_batch.sql`).
-/// `None` when the queue no longer exists.
+/// Archives `ack` and claims up to `limit` runnable jobs for `lease_secs`, in one
+/// statement (see `sql/job_claim_batch.sql`). `None` when the queue no longer exists.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_claim_batch<'c>(
     db: impl PgExecutor<'c>,
     queue_id: i32,
@@ -138,6 +160,7 @@ pub(crate) async fn job_claim_batch<'c>(
     lease_secs: f64,
     worker_id: Option<i64>,
     holds_claim_lock: bool,
+    ack: Ack<'_>,
 ) -> sqlx::Result<Option<ClaimBatch>> {
     let rows = sqlx::query_file!(
         "src/db/sql/job_claim_batch.sql",
@@ -145,7 +168,10 @@ pub(crate) async fn job_claim_batch<'c>(
         limit,
         lease_secs,
         worker_id,
-        holds_claim_lock
+        holds_claim_lock,
+        ack.ids,
+        ack.tokens,
+        ack.outcome
     )
     .fetch_all(db)
     .await?;
@@ -153,6 +179,7 @@ pub(crate) async fn job_claim_batch<'c>(
         return Ok(None);
     };
     let mut batch = ClaimBatch {
+        archived: first.archived.clone().unwrap_or_default(),
         paused: first.paused,
         capped: first.global_concurrency.is_some(),
         jobs: Vec::with_capacity(rows.len()),
@@ -194,8 +221,7 @@ pub(crate) async fn job_archive_batch<'c>(
     sqlx::query_scalar!(
         r#"WITH done AS (
              DELETE FROM pgqrs.jobs j
-             USING unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-             WHERE j.id = t.id AND j.lease_token = t.token
+             WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
              RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
            )
            INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
@@ -217,8 +243,7 @@ pub(crate) async fn job_delete_batch<'c>(
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
         "DELETE FROM pgqrs.jobs j
-         USING unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-         WHERE j.id = t.id AND j.lease_token = t.token
+         WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
          RETURNING j.id",
         ids,
         tokens
@@ -237,8 +262,7 @@ pub(crate) async fn job_bury_batch<'c>(
     sqlx::query_scalar!(
         r#"WITH gone AS (
              DELETE FROM pgqrs.jobs j
-             USING unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-             WHERE j.id = t.id AND j.lease_token = t.token
+             WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
              RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
            )
            INSERT INTO pgqrs.dead_letters (id, queue_id, payload, priority, attempts, enqueued_at, reason)
@@ -261,8 +285,7 @@ pub(crate) async fn job_release_batch<'c>(
     sqlx::query_scalar!(
         "UPDATE pgqrs.jobs j
          SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, attempts = j.attempts - 1
-         FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-         WHERE j.id = t.id AND j.lease_token = t.token
+         WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
          RETURNING j.id",
         ids,
         tokens
@@ -305,10 +328,11 @@ pub(crate) async fn job_retry_batch<'c>(
         RetriedRow,
         r#"WITH target AS (
              SELECT j.id, t.delay_secs, t.error, j.attempts >= q.max_attempts AS exhausted
-             FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::text[])
-                  AS t(id, token, delay_secs, error)
-             JOIN pgqrs.jobs j ON j.id = t.id AND j.lease_token = t.token
+             FROM pgqrs.jobs j
+             JOIN unnest($1::bigint[], $2::bigint[], $3::float8[], $4::text[])
+                  AS t(id, token, delay_secs, error) ON t.id = j.id AND t.token = j.lease_token
              JOIN pgqrs.queues q ON q.id = j.queue_id
+             WHERE j.id = ANY($1::bigint[])
              FOR UPDATE OF j
            ),
            retried AS (

@@ -23,6 +23,7 @@ pub(crate) async fn periodic_enqueue_tick<'c>(
            inserted AS (
              INSERT INTO pgqrs.jobs (queue_id, payload, priority)
              SELECT $3, $4::text::jsonb, $5 FROM won
+             WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $3)
              RETURNING id
            ),
            wake AS (

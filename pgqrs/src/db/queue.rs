@@ -156,13 +156,30 @@ pub(crate) async fn queue_purge<'c>(db: impl PgExecutor<'c>, queue_id: i32) -> s
     Ok(done.rows_affected())
 }
 
-/// Deletes the queue with its jobs, dead letters and archive. Run it in a transaction.
+/// Deletes the queue with its jobs and dead letters. Run it in a transaction: it locks the
+/// jobs table against concurrent writers until the end, so that no enqueue that saw the
+/// queue commits a job after it is gone.
 pub(crate) async fn queue_delete(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<bool> {
-    sqlx::query!("DELETE FROM pgqrs.archive WHERE queue_id = $1", queue_id)
+    sqlx::query!("LOCK TABLE pgqrs.jobs IN SHARE MODE")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!("DELETE FROM pgqrs.jobs WHERE queue_id = $1", queue_id)
         .execute(&mut *conn)
         .await?;
     let done = sqlx::query!("DELETE FROM pgqrs.queues WHERE id = $1", queue_id)
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the archived jobs of a deleted queue (a scan of the archive: run it outside the
+/// deletion's transaction).
+pub(crate) async fn queue_delete_archive<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM pgqrs.archive WHERE queue_id = $1", queue_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
 }

@@ -17,14 +17,16 @@ pub(crate) struct NewStep<'a> {
 }
 
 /// Records a completed step if the caller still holds the run's lease and the step is not
-/// recorded yet; `false` otherwise.
+/// recorded yet; `false` otherwise. The lease is checked as of the statement's snapshot
+/// (no row lock: locking the job row would cost a write per step); the primary key
+/// `(run_id, seq)` is what makes a second record of one step impossible, whoever writes it.
 pub(crate) async fn step_complete<'c>(
     db: impl PgExecutor<'c>,
     step: &NewStep<'_>,
 ) -> sqlx::Result<bool> {
     let recorded = sqlx::query_scalar!(
         r#"WITH lease AS (
-             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 FOR SHARE
+             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3
            )
            INSERT INTO pgqrs.steps (run_id, seq, name, input, output, fingerprint, attempts)
            SELECT $1, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9 FROM lease

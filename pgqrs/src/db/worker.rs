@@ -63,8 +63,7 @@ pub(crate) async fn worker_heartbeat<'c>(
            extended AS (
              UPDATE pgqrs.jobs j
              SET lease_expires_at = now() + make_interval(secs => $4)
-             FROM unnest($2::bigint[], $3::bigint[]) AS t(id, token)
-             WHERE j.id = t.id AND j.lease_token = t.token
+             WHERE j.id = ANY($2::bigint[]) AND j.lease_token = ANY($3::bigint[])
              RETURNING j.id
            )
            SELECT EXISTS (SELECT 1 FROM beat) AS "registered!",

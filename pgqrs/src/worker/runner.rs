@@ -73,7 +73,8 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
                     .finished
                     .push(self.finished(&mut state.running_jobs, joined));
             }
-            self.record(&mut state).await;
+            // Successes wait to ride on the next claim; failures go now.
+            self.record(&mut state, false).await;
             while state.running.len() < concurrency
                 && let Some(job) = state.prefetched.pop_front()
             {
@@ -89,6 +90,8 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
                 self.claim(&mut state, free).await;
                 continue;
             }
+            // No claim is coming soon: archive the successes on their own.
+            self.record(&mut state, true).await;
             let poll = self.poll_delay(state.errors);
             tokio::select! {
                 biased;
@@ -112,18 +115,46 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
         }
     }
 
+    /// Claims up to `n` jobs, archiving the finished successes in the same statement.
     async fn claim(&self, state: &mut State<T>, n: usize) {
-        let span =
-            tracing::debug_span!("pgqrs.claim", queue = %self.consumer.queue().name, asked = n);
-        match self.consumer.dequeue_batch(n).instrument(span).await {
-            Ok(jobs) => {
+        let done: Vec<i64> = state
+            .finished
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::Succeeded))
+            .map(|f| f.id)
+            .collect();
+        let span = tracing::debug_span!(
+            "pgqrs.claim",
+            queue = %self.consumer.queue().name,
+            asked = n,
+            acked = done.len()
+        );
+        let claimed = self
+            .consumer
+            .archive_and_dequeue(&done, "completed", n)
+            .instrument(span)
+            .await;
+        // Unless the statement failed, it archived them; else they stay for the next try.
+        if matches!(claimed, Ok(_) | Err(Error::Decode { .. })) {
+            state
+                .finished
+                .retain(|f| !matches!(f.outcome, Outcome::Succeeded));
+        }
+        match claimed {
+            Ok(handoff) => {
                 state.errors = 0;
-                state.idle = jobs.len() < n;
-                Stats::add(&self.shared.stats.claimed, jobs.len());
-                state.prefetched.extend(jobs);
+                state.idle = handoff.jobs.len() < n;
+                Stats::add(
+                    &self.shared.stats.succeeded,
+                    done.len() - handoff.lost.len(),
+                );
+                self.lost(&handoff.lost);
+                Stats::add(&self.shared.stats.claimed, handoff.jobs.len());
+                state.prefetched.extend(handoff.jobs);
             }
             // The job is in the dead letters with the reason; the rest were handed back.
             Err(Error::Decode { id, .. }) => {
+                Stats::add(&self.shared.stats.succeeded, done.len());
                 tracing::warn!(queue = %self.consumer.queue().name, job_id = id, "undecodable job dead-lettered");
             }
             Err(err) => {
@@ -182,61 +213,40 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
         }
     }
 
-    /// Records finished runs in at most two round trips: archive the successes, nack the
-    /// failures. On a database error the outcomes stay for the next pass.
-    async fn record(&self, state: &mut State<T>) {
-        if state.finished.is_empty() {
-            return;
-        }
+    /// Records finished runs in at most two round trips: nack the failures, archive the
+    /// successes (unless `successes` is false: they wait to ride on the next claim). What a
+    /// database error kept from being recorded stays for the next pass.
+    async fn record(&self, state: &mut State<T>, successes: bool) {
         let stats = &self.shared.stats;
-        let succeeded: Vec<i64> = state
-            .finished
-            .iter()
-            .filter(|f| matches!(f.outcome, Outcome::Succeeded))
-            .map(|f| f.id)
-            .collect();
-        let failed: Vec<(i64, Duration, Option<String>)> = state
-            .finished
-            .iter()
-            .filter_map(|f| match &f.outcome {
-                Outcome::Succeeded | Outcome::Settled => None,
-                Outcome::Failed(error) | Outcome::Panicked(error) => Some((
-                    f.id,
-                    self.options.backoff.delay(f.attempts),
-                    Some(error.clone()),
-                )),
-                Outcome::Interrupted => Some((
-                    f.id,
-                    Duration::ZERO,
-                    Some("the worker stopped before the handler finished".to_owned()),
-                )),
-            })
-            .collect();
-        let settled: Vec<i64> = state
-            .finished
-            .iter()
-            .filter(|f| matches!(f.outcome, Outcome::Settled))
-            .map(|f| f.id)
-            .collect();
+        let settled = take(&mut state.finished, |f| {
+            matches!(f.outcome, Outcome::Settled)
+        });
         if !settled.is_empty() {
-            self.consumer.forget_settled(&settled);
-            Stats::add(&stats.succeeded, settled.len());
-            state
-                .finished
-                .retain(|f| !matches!(f.outcome, Outcome::Settled));
+            let ids: Vec<i64> = settled.iter().map(|f| f.id).collect();
+            self.consumer.forget_settled(&ids);
+            Stats::add(&stats.succeeded, ids.len());
         }
-        if !succeeded.is_empty() {
-            match self.consumer.archive_batch(&succeeded, "completed").await {
-                Ok(()) => Stats::add(&stats.succeeded, succeeded.len()),
-                Err(Error::LeaseLost { job_ids }) => {
-                    Stats::add(&stats.succeeded, succeeded.len() - job_ids.len());
-                    self.lost(&job_ids);
-                }
-                Err(err) => return self.record_failed(state, &err),
-            }
-        }
+        let failed = take(&mut state.finished, |f| {
+            !matches!(f.outcome, Outcome::Succeeded | Outcome::Settled)
+        });
         if !failed.is_empty() {
-            match self.consumer.nack_many(&failed).await {
+            let nacks: Vec<(i64, Duration, Option<String>)> = failed
+                .iter()
+                .map(|f| match &f.outcome {
+                    Outcome::Interrupted => (
+                        f.id,
+                        Duration::ZERO,
+                        Some("the worker stopped before the handler finished".to_owned()),
+                    ),
+                    Outcome::Failed(error) | Outcome::Panicked(error) => (
+                        f.id,
+                        self.options.backoff.delay(f.attempts),
+                        Some(error.clone()),
+                    ),
+                    Outcome::Succeeded | Outcome::Settled => (f.id, Duration::ZERO, None),
+                })
+                .collect();
+            match self.consumer.nack_many(&nacks).await {
                 Ok(outcomes) => {
                     let mut lost = Vec::new();
                     for (id, nacked) in outcomes {
@@ -247,24 +257,39 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
                         }
                     }
                     self.lost(&lost);
+                    let panicked = failed
+                        .iter()
+                        .filter(|f| matches!(f.outcome, Outcome::Panicked(_)))
+                        .count();
+                    Stats::add(&stats.panicked, panicked);
                 }
                 Err(err) => {
-                    // The successes are recorded; keep only the failures for the next pass.
-                    state
-                        .finished
-                        .retain(|f| !matches!(f.outcome, Outcome::Succeeded));
+                    state.finished.extend(failed);
                     return self.record_failed(state, &err);
                 }
             }
         }
-        let panicked = state
-            .finished
-            .iter()
-            .filter(|f| matches!(f.outcome, Outcome::Panicked(_)))
-            .count();
-        Stats::add(&stats.panicked, panicked);
-        state.finished.clear();
-        state.errors = 0;
+        if !successes {
+            return;
+        }
+        let succeeded = take(&mut state.finished, |f| {
+            matches!(f.outcome, Outcome::Succeeded)
+        });
+        if succeeded.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = succeeded.iter().map(|f| f.id).collect();
+        match self.consumer.archive_batch(&ids, "completed").await {
+            Ok(()) => Stats::add(&stats.succeeded, ids.len()),
+            Err(Error::LeaseLost { job_ids }) => {
+                Stats::add(&stats.succeeded, ids.len() - job_ids.len());
+                self.lost(&job_ids);
+            }
+            Err(err) => {
+                state.finished.extend(succeeded);
+                self.record_failed(state, &err);
+            }
+        }
     }
 
     fn record_failed(&self, state: &mut State<T>, err: &Error) {
@@ -308,7 +333,7 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
             }
         }
         for attempt in 0..5 {
-            self.record(&mut state).await;
+            self.record(&mut state, true).await;
             if state.finished.is_empty() {
                 break;
             }
@@ -318,6 +343,13 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
             tracing::error!(%queue, jobs = state.finished.len(), "could not record outcomes at shutdown; the leases will expire and the jobs run again");
         }
     }
+}
+
+/// Removes and returns the finished runs that match.
+fn take(finished: &mut Vec<Finished>, matches: impl Fn(&Finished) -> bool) -> Vec<Finished> {
+    let (taken, kept) = std::mem::take(finished).into_iter().partition(matches);
+    *finished = kept;
+    taken
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

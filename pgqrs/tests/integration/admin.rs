@@ -70,6 +70,13 @@ async fn queues_are_created_once_listed_and_deleted(pool: PgPool) -> pgqrs::Resu
     consumer.dead_letter(dead.id, "bad").await?;
 
     admin.delete_queue("tasks").await?;
+    assert!(
+        matches!(
+            producer.enqueue(&json!(4)).await,
+            Err(Error::QueueNotFound { .. })
+        ),
+        "a producer of a deleted queue writes nothing"
+    );
     assert!(matches!(
         admin.delete_queue("tasks").await,
         Err(Error::QueueNotFound { .. })

@@ -1,9 +1,12 @@
-//! The claim query reads the same few pages whatever the backlog: its plan is pinned at
-//! 100k rows, and the buffers it touches are compared at 1k and 100k rows.
+//! The claim reads the same few pages whatever the backlog. Measured on the plan Postgres
+//! really runs (the cached generic plan of the prepared statement), with an ack riding on
+//! it: the plan is pinned at 100k rows, and the buffers it touches are compared at 1k, 20k
+//! and 100k rows.
 
-use pgqrs::Producer;
+use pgqrs::{Config, Consumer, Producer};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
 use crate::common::{in_snapshots, setup};
 
@@ -24,70 +27,134 @@ async fn fill(producer: &Producer, jobs: usize) -> pgqrs::Result<()> {
     Ok(())
 }
 
-/// Shared buffers (hit + read) one claim of `BATCH` jobs touches, executed and rolled back.
-async fn claim_buffers(pool: &PgPool, queue_id: i32) -> sqlx::Result<i64> {
-    let mut tx = pool.begin().await?;
-    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM_SQL}");
-    let plan: Value = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(queue_id)
-        .bind(BATCH)
-        .bind(30.0_f64)
-        .bind(None::<i64>)
-        .bind(false)
-        .fetch_one(&mut *tx)
+/// Prepares the claim on `conn` under the generic plan, as the plan cache ends up using.
+async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
         .await?;
-    tx.rollback().await?;
-    let top = &plan[0]["Plan"];
-    assert_eq!(
-        top["Actual Rows"],
-        json!(BATCH),
-        "the claim took a full batch: {plan}"
+    let prepare = format!(
+        "PREPARE pgqrs_claim(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text) AS {CLAIM_SQL}"
     );
+    sqlx::raw_sql(AssertSqlSafe(prepare))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn execute(queue_id: i32, ids: &[i64], tokens: &[i64]) -> String {
+    let list = |values: &[i64]| {
+        let items: Vec<String> = values.iter().map(i64::to_string).collect();
+        format!("'{{{}}}'", items.join(","))
+    };
+    format!(
+        "EXECUTE pgqrs_claim({queue_id}, {BATCH}, 30, NULL, false, {}, {}, 'completed')",
+        list(ids),
+        list(tokens)
+    )
+}
+
+/// Shared buffers (hit + read) of one claim of `BATCH` jobs that also archives the
+/// previous batch; executed and rolled back.
+async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i64> {
+    let held = sqlx::raw_sql(AssertSqlSafe(execute(queue_id, &[], &[])))
+        .fetch_all(&mut *conn)
+        .await?;
+    let ids: Vec<i64> = held.iter().filter_map(|r| r.try_get("id?").ok()).collect();
+    let tokens: Vec<i64> = held
+        .iter()
+        .filter_map(|r| r.try_get("lease_token?").ok())
+        .collect();
+    assert_eq!(ids.len(), BATCH as usize);
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let explain = format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+        execute(queue_id, &ids, &tokens)
+    );
+    let plan: Value = sqlx::query_scalar(AssertSqlSafe(explain))
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+    let top = &plan[0]["Plan"];
+    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
     let blocks = |key: &str| top[key].as_i64().unwrap_or_default();
     Ok(blocks("Shared Hit Blocks") + blocks("Shared Read Blocks"))
 }
 
 /// Median over a few runs, so one autovacuum or cache hiccup does not decide.
-async fn median_claim_buffers(pool: &PgPool, queue_id: i32) -> sqlx::Result<i64> {
+async fn median_claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i64> {
     let mut runs = Vec::new();
     for _ in 0..5 {
-        runs.push(claim_buffers(pool, queue_id).await?);
+        runs.push(claim_buffers(conn, queue_id).await?);
     }
     runs.sort_unstable();
     Ok(runs[runs.len() / 2])
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn claim_cost_is_flat_from_1k_to_100k_and_plan_is_pinned(pool: PgPool) -> pgqrs::Result<()> {
+async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
+    pool: PgPool,
+) -> pgqrs::Result<()> {
     let (config, _admin) = setup(pool.clone(), &["tasks", "other"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let queue_id = producer.queue().id;
     // Another queue's backlog shares the table and must not be read either.
     fill(&Producer::new(&config, "other").await?, 20_000).await?;
+    let mut conn = pool.acquire().await?;
+    prepare_generic(&mut conn).await?;
 
-    fill(&producer, 1_000).await?;
-    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
-    let shallow = median_claim_buffers(&pool, queue_id).await?;
+    // Depths where a generic plan could prefer a hash join or a sort over the index.
+    let mut buffers = Vec::new();
+    for (add, depth) in [(1_000, "1k"), (19_000, "20k"), (80_000, "100k")] {
+        fill(&producer, add).await?;
+        sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
+        buffers.push((depth, median_claim_buffers(&mut conn, queue_id).await?));
+    }
+    println!("claim of {BATCH} with an ack of {BATCH}, shared buffers by depth: {buffers:?}");
+    let shallow = buffers[0].1;
+    for (depth, touched) in &buffers[1..] {
+        assert!(
+            touched * 2 <= shallow * 3,
+            "claim touched {touched} buffers at {depth} deep vs {shallow} at 1k: cost grows with depth"
+        );
+    }
 
-    fill(&producer, 99_000).await?;
-    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
-    let deep = median_claim_buffers(&pool, queue_id).await?;
-
-    println!("claim of {BATCH}: {shallow} buffers at 1k deep, {deep} at 100k deep");
-    assert!(
-        deep * 2 <= shallow * 3,
-        "claim touched {deep} buffers at 100k deep vs {shallow} at 1k: cost grows with depth"
+    let explain = format!(
+        "EXPLAIN (COSTS OFF) {}",
+        execute(queue_id, &[1, 2], &[3, 4])
     );
-
-    let sql = format!("EXPLAIN (COSTS OFF) {CLAIM_SQL}");
-    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(queue_id)
-        .bind(BATCH)
-        .bind(30.0_f64)
-        .bind(None::<i64>)
-        .bind(false)
-        .fetch_all(&pool)
+    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
+        .fetch_all(&mut *conn)
         .await?;
     in_snapshots(|| insta::assert_snapshot!("claim_plan_100k", plan.join("\n")));
+    Ok(())
+}
+
+/// Postgres keeps one generic plan for the claim instead of planning it on every call
+/// (planning this statement costs more than running it).
+#[sqlx::test(migrations = "../migrations")]
+async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result<()> {
+    let one = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    let (config, _admin) = setup(one.clone(), &["tasks"]).await;
+    let config: Config = config;
+    fill(&Producer::new(&config, "tasks").await?, 100).await?;
+    let consumer = Consumer::new(&config, "tasks").await?;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let handoff = consumer.archive_and_dequeue(&held, "completed", 2).await?;
+        held = handoff.jobs.iter().map(|job| job.id).collect();
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '-- Archives the held jobs%'",
+    )
+    .fetch_one(&one)
+    .await?;
+    assert!(
+        generic >= 15 && custom <= 5,
+        "{custom} custom plans, {generic} generic: the claim is planned on every call"
+    );
     Ok(())
 }

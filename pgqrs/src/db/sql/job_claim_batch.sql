@@ -1,26 +1,48 @@
--- Claims up to $2 jobs of queue $1 for $3 seconds under one fresh fencing token, for the
--- worker $4 (NULL for a plain consumer). Always returns at least one row carrying the
--- queue's controls; the job columns are NULL when nothing was claimed.
+-- Archives the held jobs ($6 ids, $7 their lease tokens) with outcome $8, then claims up
+-- to $2 jobs of queue $1 for $3 seconds under one fresh fencing token, for the worker $4
+-- (NULL for a plain consumer): the ack of one batch rides on the claim of the next.
+-- Always returns at least one row carrying the queue's controls (and, on the first row,
+-- the ids archived); the job columns are NULL when nothing was claimed.
 --
 -- Jobs whose lease expired come first (their holder vanished; they are older than any
 -- ready job); those that used their last allowed delivery go to the dead letters instead.
 -- Both candidate sets are read from small partial indexes in claim order and stop after
--- the batch, so the cost does not depend on how deep the queue is.
+-- the batch, so the cost does not depend on how deep the queue is. Rows are then reached
+-- by primary key through `id = ANY(ARRAY(...))`, never by a join: a join lets a generic
+-- plan pick a hash join over a sequential scan of the whole table.
 --
 -- A paused queue yields nothing. A queue with a global concurrency cap yields only what the
 -- cap leaves, and only when the caller holds the queue's claim lock ($5): the count of
 -- leased jobs is then current for this statement's snapshot.
-WITH queue AS (
-    SELECT max_attempts, paused, global_concurrency FROM pgqrs.queues WHERE id = $1::integer
+WITH args AS MATERIALIZED (
+    -- The parameters, out of the planner's sight: a custom plan then costs what the
+    -- generic one does, and Postgres keeps the generic plan instead of planning this
+    -- statement anew on every call.
+    SELECT $1::integer AS queue_id, $2::bigint AS batch, $3::float8 AS lease_secs,
+           $4::bigint AS worker_id, $5::boolean AS holds_claim_lock,
+           $6::bigint[] AS ack_ids, $7::bigint[] AS ack_tokens, $8::text AS outcome
+),
+done AS (
+    DELETE FROM pgqrs.jobs j
+    WHERE j.id = ANY((SELECT ack_ids FROM args)::bigint[]) AND j.lease_token = ANY((SELECT ack_tokens FROM args)::bigint[])
+    RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+),
+archived AS (
+    INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
+    SELECT id, queue_id, payload, priority, attempts, enqueued_at, (SELECT outcome FROM args) FROM done
+    RETURNING id
+),
+queue AS (
+    SELECT max_attempts, paused, global_concurrency FROM pgqrs.queues WHERE id = (SELECT queue_id FROM args)
 ),
 budget AS (
     SELECT CASE
         WHEN q.paused THEN 0
-        WHEN q.global_concurrency IS NULL THEN $2::bigint
-        WHEN NOT $5::boolean THEN 0
-        ELSE least($2::bigint, greatest(0, q.global_concurrency - (
+        WHEN q.global_concurrency IS NULL THEN (SELECT batch FROM args)
+        WHEN NOT (SELECT holds_claim_lock FROM args) THEN 0
+        ELSE least((SELECT batch FROM args), greatest(0, q.global_concurrency - (
             SELECT count(*) FROM pgqrs.jobs l
-            WHERE l.queue_id = $1::integer
+            WHERE l.queue_id = (SELECT queue_id FROM args)
               AND l.lease_token IS NOT NULL
               AND l.lease_expires_at > now())))
     END AS n
@@ -29,17 +51,16 @@ budget AS (
 expired AS (
     SELECT j.id, j.attempts
     FROM pgqrs.jobs j
-    WHERE j.queue_id = $1::integer
+    WHERE j.queue_id = (SELECT queue_id FROM args)
       AND j.lease_token IS NOT NULL
       AND j.lease_expires_at <= now()
     ORDER BY j.lease_expires_at
-    LIMIT $2::bigint
+    LIMIT (SELECT n FROM budget)
     FOR UPDATE SKIP LOCKED
 ),
 exhausted AS (
     DELETE FROM pgqrs.jobs j
-    USING expired e, queue q
-    WHERE j.id = e.id AND e.attempts >= q.max_attempts
+    WHERE j.id = ANY (ARRAY(SELECT e.id FROM expired e, queue q WHERE e.attempts >= q.max_attempts))
     RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
 ),
 buried AS (
@@ -51,7 +72,7 @@ buried AS (
 ready AS (
     SELECT j.id
     FROM pgqrs.jobs j
-    WHERE j.queue_id = $1::integer
+    WHERE j.queue_id = (SELECT queue_id FROM args)
       AND j.lease_token IS NULL
       AND j.run_at <= now()
     ORDER BY j.priority DESC, j.run_at, j.id
@@ -67,16 +88,18 @@ picked AS (
 claimed AS (
     UPDATE pgqrs.jobs j
     SET lease_token = (SELECT nextval('pgqrs.lease_tokens')),
-        lease_expires_at = now() + make_interval(secs => $3::float8),
+        lease_expires_at = now() + make_interval(secs => (SELECT lease_secs FROM args)),
         attempts = j.attempts + 1,
-        worker_id = $4::bigint
-    FROM picked p
-    WHERE j.id = p.id
+        worker_id = (SELECT worker_id FROM args)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.payload, j.priority, j.attempts, j.enqueued_at, j.lease_token,
               j.lease_expires_at
 )
 SELECT q.paused,
        q.global_concurrency,
+       -- Only on the first row: repeated on each, a batch's ids would cost more to send
+       -- than the batch itself.
+       CASE WHEN row_number() OVER () = 1 THEN ARRAY(SELECT id FROM archived) END AS "archived?",
        c.id AS "id?",
        c.payload::text AS "payload?",
        c.priority AS "priority?",

@@ -1,0 +1,346 @@
+//! C: draining a prefilled queue (dequeue + archive), by batch size and consumer count, and
+//! at growing depth; W: WAL per job and table sizes after many jobs passed through.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use pgqrs::{Consumer, Producer};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::report::{Row, median};
+use crate::{Bench, payload, raw};
+
+/// Enqueues `n` jobs into `queue` (created if needed), 1,000 per statement.
+async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
+    bench.admin.create_queue(queue).await?;
+    let producer = Producer::new(&bench.config, queue).await?;
+    let batch: Vec<Value> = (0..1_000).map(payload).collect();
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(batch.len());
+        producer.enqueue_batch(&batch[..take]).await?;
+        left -= take;
+    }
+    Ok(())
+}
+
+/// Drains up to `limit` jobs of `queue` with `consumers` consumers claiming `batch` at a
+/// time; each ack rides on the consumer's next claim. Returns jobs/s.
+async fn drain_ours(
+    bench: &Bench,
+    queue: &str,
+    batch: usize,
+    consumers: usize,
+    limit: usize,
+) -> Result<f64> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let share = limit.div_ceil(consumers);
+    for _ in 0..consumers {
+        let consumer = Consumer::new(&bench.config, queue).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            let mut held: Vec<i64> = Vec::new();
+            loop {
+                let want = batch.min(share.saturating_sub(done));
+                let handoff = consumer
+                    .archive_and_dequeue(&held, "completed", want)
+                    .await?;
+                done += held.len();
+                held = handoff.jobs.iter().map(|job| job.id).collect();
+                if held.is_empty() {
+                    return Ok::<_, pgqrs::Error>(done);
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The raw lease drain: claim, then archive, two statements per batch.
+async fn drain_raw_lease(pool: &PgPool, batch: i64, consumers: usize, limit: usize) -> Result<f64> {
+    drain_raw(pool, consumers, limit, move |pool| async move {
+        let rows = raw::claim(&pool, batch).await?;
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        if !ids.is_empty() {
+            raw::archive(&pool, &ids).await?;
+        }
+        Ok(ids.len())
+    })
+    .await
+}
+
+/// The single-statement drain: delete into the archive, no lease.
+async fn drain_raw_single(
+    pool: &PgPool,
+    batch: i64,
+    consumers: usize,
+    limit: usize,
+) -> Result<f64> {
+    drain_raw(pool, consumers, limit, move |pool| async move {
+        Ok(raw::take_and_archive(&pool, batch).await?.len())
+    })
+    .await
+}
+
+async fn drain_raw<F, Fut>(pool: &PgPool, consumers: usize, limit: usize, step: F) -> Result<f64>
+where
+    F: Fn(PgPool) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<usize>> + Send,
+{
+    let start = Instant::now();
+    let share = limit.div_ceil(consumers);
+    let mut tasks = Vec::new();
+    for _ in 0..consumers {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while done < share {
+                let took = step(pool.clone()).await?;
+                if took == 0 {
+                    break;
+                }
+                done += took;
+            }
+            Ok::<_, anyhow::Error>(done)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
+    for (batch, consumers) in [(1usize, 1usize), (1, 4), (100, 1), (100, 4)] {
+        let n = if batch == 1 {
+            bench.size(4_000, 400)
+        } else {
+            bench.size(40_000, 4_000)
+        };
+        eprintln!("[C] drain {n} jobs, batch {batch}, {consumers} consumer(s)");
+        let (mut ours, mut lease, mut single) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..bench.reps {
+            let queue = format!("drain-{batch}-{consumers}-{rep}");
+            fill(bench, &queue, n).await?;
+            ours.push(drain_ours(bench, &queue, batch, consumers, n).await?);
+            bench.admin.delete_queue(&queue).await?;
+            raw::truncate(&bench.pool).await?;
+            raw::fill(&bench.pool, n).await?;
+            lease.push(drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?);
+            raw::truncate(&bench.pool).await?;
+            raw::fill(&bench.pool, n).await?;
+            single.push(drain_raw_single(&bench.pool, batch as i64, consumers, n).await?);
+            eprintln!(
+                "    rep {}: pgqrs {:.0}, lease {:.0}, single {:.0} jobs/s",
+                rep + 1,
+                ours[rep],
+                lease[rep],
+                single[rep]
+            );
+        }
+        let (ours, lease, single) = (median(ours), median(lease), median(single));
+        let scenario = format!("C drain, batch {batch}, {consumers} consumer(s)");
+        let (first, second) = if batch == 1 {
+            (
+                ("claim + archive, 2 statements", lease, Some(1.2)),
+                ("single-statement limit", single, None),
+            )
+        } else {
+            (
+                ("single-statement limit", single, Some(0.8)),
+                ("claim + archive, 2 statements", lease, None),
+            )
+        };
+        for (baseline, raw, target) in [first, second] {
+            bench.report.add(Row {
+                scenario: scenario.clone(),
+                unit: "jobs/s",
+                ours,
+                baseline,
+                raw,
+                higher_is_better: true,
+                target,
+            });
+        }
+    }
+    depth(bench).await
+}
+
+/// The first jobs of ever deeper queues: the claim must cost the same at any depth.
+async fn depth(bench: &mut Bench) -> Result<()> {
+    let depths = if bench.quick {
+        vec![2_000, 20_000]
+    } else {
+        vec![5_000, 100_000, 1_000_000]
+    };
+    let first = bench.size(1_000, 200);
+    let mut rates = Vec::new();
+    for &depth in &depths {
+        eprintln!("[C] first {first} jobs of a queue {depth} deep, batch 1");
+        let queue = format!("depth-{depth}");
+        fill(bench, &queue, depth).await?;
+        raw::truncate(&bench.pool).await?;
+        raw::fill(&bench.pool, depth).await?;
+        sqlx::query("VACUUM ANALYZE").execute(&bench.pool).await?;
+        sqlx::query("CHECKPOINT").execute(&bench.pool).await?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..bench.reps {
+            ours.push(drain_ours(bench, &queue, 1, 1, first).await?);
+            theirs.push(drain_raw_lease(&bench.pool, 1, 1, first).await?);
+        }
+        let ours = median(ours);
+        rates.push(ours);
+        bench.report.add(Row {
+            scenario: format!("C first {first} of a queue {depth} deep, batch 1"),
+            unit: "jobs/s",
+            ours,
+            baseline: "claim + archive, 2 statements",
+            raw: median(theirs),
+            higher_is_better: true,
+            target: None,
+        });
+        bench.admin.delete_queue(&queue).await?;
+    }
+    if let (Some(shallow), Some(deep)) = (rates.first(), rates.last()) {
+        bench.report.add(Row {
+            scenario: format!(
+                "C depth: {} deep vs {} deep",
+                depths[depths.len() - 1],
+                depths[0]
+            ),
+            unit: "jobs/s",
+            ours: *deep,
+            baseline: "pgqrs at the shallowest depth",
+            raw: *shallow,
+            higher_is_better: true,
+            target: Some(0.9),
+        });
+    }
+    raw::truncate(&bench.pool).await?;
+    Ok(())
+}
+
+async fn wal_lsn(pool: &PgPool) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await?)
+}
+
+async fn wal_since(pool: &PgPool, lsn: &str) -> Result<f64> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+            .bind(lsn)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// WAL written per job over a job's whole life (enqueue in batches of 100, claim, archive),
+/// and the size of the hot tables after many jobs passed through.
+pub(crate) async fn wal_and_size(bench: &mut Bench) -> Result<()> {
+    let n = bench.size(20_000, 2_000);
+    eprintln!("[W] WAL per job over enqueue + drain of {n} jobs");
+    let (mut ours, mut lease, mut single) = (Vec::new(), Vec::new(), Vec::new());
+    let batch: Vec<Value> = (0..100).map(payload).collect();
+    for rep in 0..bench.reps {
+        let queue = format!("wal-{rep}");
+        bench.admin.create_queue(&queue).await?;
+        let producer = Producer::new(&bench.config, &queue).await?;
+        sqlx::query("CHECKPOINT").execute(&bench.pool).await?;
+        let start = wal_lsn(&bench.pool).await?;
+        for _ in 0..n / 100 {
+            producer.enqueue_batch(&batch).await?;
+        }
+        drain_ours(bench, &queue, 100, 1, n).await?;
+        ours.push(wal_since(&bench.pool, &start).await? / n as f64);
+        bench.admin.delete_queue(&queue).await?;
+        for (samples, single_statement) in [(&mut lease, false), (&mut single, true)] {
+            raw::truncate(&bench.pool).await?;
+            sqlx::query("CHECKPOINT").execute(&bench.pool).await?;
+            let start = wal_lsn(&bench.pool).await?;
+            for _ in 0..n / 100 {
+                raw::insert_batch(&bench.pool, &batch).await?;
+            }
+            if single_statement {
+                drain_raw_single(&bench.pool, 100, 1, n).await?;
+            } else {
+                drain_raw_lease(&bench.pool, 100, 1, n).await?;
+            }
+            samples.push(wal_since(&bench.pool, &start).await? / n as f64);
+        }
+    }
+    let ours = median(ours);
+    bench.report.add(Row {
+        scenario: "W WAL per job (enqueue, claim, archive)".into(),
+        unit: "bytes",
+        ours,
+        baseline: "claim + archive, 2 statements",
+        raw: median(lease),
+        higher_is_better: false,
+        target: Some(1.0 / 1.1),
+    });
+    bench.report.add(Row {
+        scenario: "W WAL per job (enqueue, claim, archive)".into(),
+        unit: "bytes",
+        ours,
+        baseline: "single-statement limit",
+        raw: median(single),
+        higher_is_better: false,
+        target: None,
+    });
+    size_after(bench).await
+}
+
+/// Passes many jobs through a queue and reports how big the hot table got.
+async fn size_after(bench: &mut Bench) -> Result<()> {
+    let n = bench.size(1_000_000, 20_000);
+    eprintln!("[W] {n} jobs through one queue, then the hot table's size");
+    let queue = "throughput";
+    bench.admin.create_queue(queue).await?;
+    let producer = Producer::new(&bench.config, queue).await?;
+    let batch: Vec<Value> = (0..1_000).map(payload).collect();
+    raw::truncate(&bench.pool).await?;
+    // In rounds, as a queue in service sees them: enqueue 10,000, drain them.
+    for _ in 0..n / 10_000 {
+        for _ in 0..10 {
+            producer.enqueue_batch(&batch).await?;
+            raw::insert_batch(&bench.pool, &batch).await?;
+        }
+        drain_ours(bench, queue, 100, 4, 10_000).await?;
+        drain_raw_lease(&bench.pool, 100, 4, 10_000).await?;
+    }
+    let pool = bench.pool.clone();
+    let size = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size($1::regclass)")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+        }
+    };
+    let (ours, theirs) = (size("pgqrs.jobs").await?, size("raw.jobs").await?);
+    bench.report.add(Row {
+        scenario: format!("W hot table + indexes after {n} jobs passed through"),
+        unit: "kB",
+        ours: ours as f64 / 1024.0,
+        baseline: "raw lease table",
+        raw: theirs as f64 / 1024.0,
+        higher_is_better: false,
+        target: None,
+    });
+    let archive = size("pgqrs.archive").await?;
+    bench.report.note(format!(
+        "After {n} jobs passed through: the archive holds them in {} MB; the hot table is {} kB (autovacuum keeps it small).",
+        archive / 1024 / 1024,
+        ours / 1024
+    ));
+    Ok(())
+}
