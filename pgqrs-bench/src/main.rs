@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         config,
         admin,
         quick: args.quick,
-        reps: if args.quick { 1 } else { 3 },
+        reps: if args.quick { 1 } else { 5 },
         report: Report::default(),
     };
     let wanted = |letter: &str| {

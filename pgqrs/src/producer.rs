@@ -207,6 +207,18 @@ impl<T: Payload> Producer<T> {
         let mut conn = db.acquire().await?;
         let delay = db::secs(options.delay);
         let rows = match (&options.unique_key, encoded.as_slice()) {
+            (None, [payload]) => jobs::job_insert_one(
+                &mut *conn,
+                self.queue.id,
+                payload,
+                options.priority,
+                options.run_at,
+                delay,
+                self.notify,
+            )
+            .await?
+            .into_iter()
+            .collect(),
             (None, _) => {
                 jobs::job_insert_batch(
                     &mut *conn,

@@ -297,6 +297,22 @@ impl<T: Payload> Consumer<T> {
     /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
     /// holds across all consumers.
     async fn claim(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
+        // Two claims can deadlock when both follow the update chain of a row the other
+        // just acked (Postgres waits there despite SKIP LOCKED). The loser's statement was
+        // rolled back whole, ack included, so running it again is safe.
+        let mut attempt = 0;
+        loop {
+            match self.claim_once(limit, lease_secs, ack).await {
+                Err(Error::Database(err)) if db::is_deadlock(&err) && attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(queue = %self.queue.name, attempt, "claim deadlocked; retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn claim_once(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
         let batch = if self.capped.load(Ordering::Relaxed) {
             self.claim_locked(limit, lease_secs, ack).await?
         } else {

@@ -106,6 +106,41 @@ pub(crate) async fn job_insert_batch<'c>(
     Ok(rows)
 }
 
+/// Inserts one JSON payload (as text); `None` if the queue was deleted. The single-job
+/// form of [`job_insert_batch`], without the batch's unnesting and ordering.
+pub(crate) async fn job_insert_one<'c>(
+    db: impl PgExecutor<'c>,
+    queue_id: i32,
+    payload: &str,
+    priority: i16,
+    run_at: Option<DateTime<Utc>>,
+    delay_secs: f64,
+    notify: bool,
+) -> sqlx::Result<Option<InsertedRow>> {
+    sqlx::query_as!(
+        InsertedRow,
+        r#"WITH inserted AS (
+             INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at)
+             SELECT $1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
+             WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $1)
+             RETURNING id, run_at
+           ),
+           wake AS (
+             SELECT pg_notify('pgqrs_jobs', $1::text) WHERE $6
+           )
+           SELECT i.id AS "id!", i.run_at AS "run_at!", false AS "duplicate!"
+           FROM inserted i LEFT JOIN wake ON true"#,
+        queue_id,
+        payload,
+        priority,
+        run_at,
+        delay_secs,
+        notify
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Inserts one job unless a waiting or leased job of the queue has `unique_key`; then
 /// returns that job with `duplicate` set. `None` when the holder of the key committed after
 /// this statement's snapshot was taken (ask again), or when the queue was deleted.

@@ -21,3 +21,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub(crate) fn secs(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64()
 }
+
+/// Whether Postgres aborted the statement to break a deadlock (SQLSTATE 40P01).
+pub(crate) fn is_deadlock(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
-use super::exec::{Interrupt, RecordedStep, fingerprint};
+use super::exec::{AbortOnDrop, Interrupt, RecordedStep, fingerprint};
 use super::{PoolSource, RunHandle, RunStatus, StepOutput};
 use crate::db;
 use crate::{Error, Lease, Result};
@@ -42,6 +42,8 @@ pub(super) struct ExecState {
     pub(super) output: Option<String>,
     pub(super) error: Option<String>,
     pub(super) interrupt: Option<Interrupt>,
+    /// Renews a directly executed run's lease while its body runs.
+    pub(super) heartbeat: Option<AbortOnDrop>,
 }
 
 impl fmt::Debug for Workflow {
@@ -104,6 +106,7 @@ impl Workflow {
                 output: None,
                 error: None,
                 interrupt: None,
+                heartbeat: None,
             }),
         })
     }
@@ -177,6 +180,7 @@ impl Workflow {
                 output: row.output,
                 error: row.error,
                 interrupt: None,
+                heartbeat: None,
             }),
         }))
     }

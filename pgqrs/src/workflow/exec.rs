@@ -1,5 +1,5 @@
-//! What `#[pgqrs_workflow]` and `#[pgqrs_step]` expand to: the replay-or-record logic of
-//! steps and the run lifecycle around a workflow body. The macros only call these.
+//! The traits and helpers `#[pgqrs_workflow]` and `#[pgqrs_step]` expand to. The
+//! replay-or-record logic of steps is in `steps.rs`, the run lifecycle in `lifecycle.rs`.
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -14,9 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::context::Workflow;
-use super::{PoolSource, RunHandle, RunStatus};
-use crate::db;
-use crate::db::step::NewStep;
+use super::{PoolSource, RunHandle};
 use crate::{Error, Result};
 
 /// What a step or workflow returns: stored as JSON, described by a JSON schema whose
@@ -76,13 +74,18 @@ pub trait WorkflowFn: Send + Sync + 'static {
 }
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
+#[derive(Debug)]
+pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
+
+/// The fingerprint stored with outputs of steps whose type has no Rust schema (the
+/// Python binding's steps): their JSON is decoded as it is.
+pub(crate) const JSON_FINGERPRINT: &str = "json";
 
 /// A step's static description.
 #[doc(hidden)]
@@ -178,232 +181,4 @@ pub(super) fn fingerprint<T: JsonSchema + 'static>() -> String {
             format!("{hash:016x}")
         })
         .clone()
-}
-
-/// What a step call found: a recorded output to return, or a step to run and record.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum StepCall<T> {
-    /// The step ran before; its output.
-    Replayed(T),
-    /// The step must run; record its output with [`Workflow::__step_complete`].
-    Run(PendingStep),
-}
-
-/// A step that is running, to be recorded.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct PendingStep {
-    seq: i32,
-    name: &'static str,
-    input: String,
-    attempts: u32,
-}
-
-impl PendingStep {
-    /// After a failed attempt: waits the backoff and returns `true` if another attempt is
-    /// allowed.
-    pub async fn retry(&mut self, meta: &StepMeta) -> bool {
-        if self.attempts > meta.retries {
-            return false;
-        }
-        let exponent = self.attempts.saturating_sub(1).min(16);
-        tokio::time::sleep(meta.backoff.saturating_mul(1 << exponent)).await;
-        self.attempts += 1;
-        true
-    }
-}
-
-impl Workflow {
-    /// Starts a step call at the next sequence number: replays it if it is recorded.
-    #[doc(hidden)]
-    pub fn __step_begin<T: StepOutput, I: Serialize + ?Sized>(
-        &self,
-        meta: &StepMeta,
-        input: &I,
-    ) -> Result<StepCall<T>> {
-        self.check_interrupt()?;
-        let seq = self.next_seq();
-        let input = serde_json::to_value(input).map_err(Error::Encode)?;
-        if let Some(step) = self.recorded(seq) {
-            if step.name != meta.name || step.input != input {
-                return Err(self.diverged(seq, &step, &format!("{}({input})", meta.name)));
-            }
-            return self.replay(seq, &step).map(StepCall::Replayed);
-        }
-        if self.lease.is_lost() {
-            return Err(self.lose());
-        }
-        Ok(StepCall::Run(PendingStep {
-            seq,
-            name: meta.name,
-            input: input.to_string(),
-            attempts: 1,
-        }))
-    }
-
-    /// Records a step's output, fenced by the run's lease, and hands it back.
-    #[doc(hidden)]
-    pub async fn __step_complete<T: StepOutput>(&self, step: PendingStep, output: T) -> Result<T> {
-        let json = serde_json::to_value(&output).map_err(Error::Encode)?;
-        let text = json.to_string();
-        let fingerprint = fingerprint::<T>();
-        let recorded = db::step::step_complete(
-            self.pool(),
-            &NewStep {
-                lease: self.hold(),
-                seq: step.seq,
-                name: step.name,
-                input: &step.input,
-                output: &text,
-                fingerprint: &fingerprint,
-                attempts: i32::try_from(step.attempts).unwrap_or(i32::MAX),
-            },
-        )
-        .await
-        .map_err(|err| self.interrupted(err.into()))?;
-        if !recorded {
-            return Err(self.lose());
-        }
-        let input = serde_json::from_str(&step.input).unwrap_or_default();
-        self.state().steps.insert(
-            step.seq,
-            RecordedStep {
-                seq: step.seq,
-                name: step.name.to_owned(),
-                input,
-                output: json,
-                fingerprint,
-            },
-        );
-        Ok(output)
-    }
-
-    /// Executes a workflow body on this run: a finished run returns its recorded result,
-    /// an active one runs `body` (replaying recorded steps) and records how it ended.
-    #[doc(hidden)]
-    pub async fn __run_workflow<T, E, F>(
-        &self,
-        name: &str,
-        version: &str,
-        body: F,
-    ) -> std::result::Result<T, E>
-    where
-        T: StepOutput,
-        E: StepError,
-        F: Future<Output = std::result::Result<T, E>>,
-    {
-        if name != self.workflow {
-            return Err(E::from(Error::InvalidArgument(format!(
-                "run {} is a run of workflow `{}`, not `{name}`",
-                self.run_id, self.workflow
-            ))));
-        }
-        if !self.version.is_empty() && version != self.version {
-            return Err(E::from(Error::VersionMismatch {
-                run_id: self.run_id,
-                workflow: self.workflow.clone(),
-                run_version: self.version.clone(),
-                code_version: version.to_owned(),
-            }));
-        }
-        if let Some(ended) = self.ended::<T>() {
-            return ended.map_err(E::from);
-        }
-        self.check_interrupt().map_err(E::from)?;
-        self.state().next_seq = 0;
-        // Dropped with this future: a caller that gives up on the run stops renewing it.
-        let heartbeat = self.direct.then(|| AbortOnDrop(self.spawn_heartbeat()));
-        let result = body.await;
-        drop(heartbeat);
-        let interrupt = self.state().interrupt.clone();
-        match (result, interrupt) {
-            (Err(err), Some(_)) => Err(err),
-            (Ok(_), Some(interrupt)) => Err(E::from(interrupt.to_error(self.run_id, self.job_id))),
-            (Ok(output), None) => {
-                let json =
-                    serde_json::to_string(&output).map_err(|err| E::from(Error::Encode(err)))?;
-                self.finish(Some(&json), None).await.map_err(E::from)?;
-                Ok(output)
-            }
-            (Err(err), None) => {
-                self.finish(None, Some(&err.to_string()))
-                    .await
-                    .map_err(E::from)?;
-                Err(err)
-            }
-        }
-    }
-
-    /// Ends the run as failed because its stored input no longer decodes.
-    #[doc(hidden)]
-    pub async fn __fail_input(&self, err: Error) {
-        if let Err(finish) = self.finish(None, Some(&err.to_string())).await {
-            tracing::warn!(run_id = self.run_id, error = %finish, "could not record the failed run");
-        }
-    }
-
-    /// The recorded result, if the run already ended.
-    fn ended<T: StepOutput>(&self) -> Option<Result<T>> {
-        let state = self.state();
-        let run_id = self.run_id;
-        match state.status {
-            RunStatus::Succeeded => Some(
-                serde_json::from_str(state.output.as_deref().unwrap_or("null")).map_err(|err| {
-                    Error::SchemaMismatch {
-                        run_id,
-                        step: "output".into(),
-                        seq: -1,
-                        detail: err.to_string(),
-                    }
-                }),
-            ),
-            RunStatus::Failed => Some(Err(Error::WorkflowFailed {
-                run_id,
-                error: state.error.clone().unwrap_or_default(),
-            })),
-            RunStatus::Cancelled => Some(Err(Error::Cancelled { run_id })),
-            _ => None,
-        }
-    }
-
-    /// Records the run's end and deletes its job, fenced by the lease.
-    pub(super) async fn finish(&self, output: Option<&str>, error: Option<&str>) -> Result<()> {
-        let finished = db::run::run_finish(self.pool(), self.hold(), output, error)
-            .await
-            .map_err(|err| self.interrupted(err.into()))?;
-        if !finished {
-            return Err(self.lose());
-        }
-        let mut state = self.state();
-        state.status = if error.is_some() {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        };
-        state.output = output.map(str::to_owned);
-        state.error = error.map(str::to_owned);
-        Ok(())
-    }
-
-    /// Keeps a directly executed run's lease alive while its body runs.
-    fn spawn_heartbeat(&self) -> tokio::task::AbortHandle {
-        let pool = self.pool().clone();
-        let (job_id, lease, every) = (self.job_id, self.lease.clone(), self.lease_time / 3);
-        let secs = self.lease_time.as_secs_f64();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every.max(Duration::from_millis(50))).await;
-                match db::job::job_extend_lease(&pool, job_id, lease.token(), secs).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        lease.mark_lost();
-                        return;
-                    }
-                    Err(err) => tracing::warn!(job_id, error = %err, "extending a workflow run's lease failed"),
-                }
-            }
-        })
-        .abort_handle()
-    }
 }

@@ -34,7 +34,9 @@
 mod context;
 mod exec;
 mod handler;
+mod lifecycle;
 mod status;
+mod steps;
 
 use std::time::Duration;
 
@@ -42,12 +44,16 @@ use sqlx::PgPool;
 
 pub use context::Workflow;
 #[doc(hidden)]
-pub use exec::{__assert_result, __typed, PendingStep, StepCall, StepMeta};
+pub use exec::{__assert_result, __typed, StepMeta};
 pub use exec::{StepError, StepOutput, StepResult, WorkflowFn};
 pub(crate) use handler::WorkflowHandler;
+#[doc(hidden)]
+pub use lifecycle::Begin;
 pub use status::{
     ActiveRun, CancelledRun, FailedRun, RunHandle, RunState, RunStatus, SucceededRun,
 };
+#[doc(hidden)]
+pub use steps::{PendingStep, StepCall};
 
 use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Error, QueueName, Result, db};
 
