@@ -122,7 +122,7 @@ pub enum Error {
     },
 
     /// The run's state machine does not allow this transition.
-    #[error("workflow run {run_id} is {from}: it cannot become {to}")]
+    #[error("workflow run {run_id} has status {from}: it cannot become {to}")]
     IllegalTransition {
         /// The run.
         run_id: i64,
@@ -130,6 +130,16 @@ pub enum Error {
         from: crate::workflow::RunStatus,
         /// The status asked for.
         to: crate::workflow::RunStatus,
+    },
+
+    /// Another executor holds the run's lease: it cannot be taken over until that lease
+    /// runs out.
+    #[error(
+        "workflow run {run_id} is being executed elsewhere (its lease is held); it can be taken over once that lease runs out"
+    )]
+    RunBusy {
+        /// The run.
+        run_id: i64,
     },
 
     /// The run paused in a durable sleep or to wait for a signal. It resumes by itself in a

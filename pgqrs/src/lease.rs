@@ -45,6 +45,11 @@ impl Lease {
         }
     }
 
+    /// The job this lease is on.
+    pub(crate) fn job_id(&self) -> i64 {
+        self.job_id
+    }
+
     /// The fencing token of this delivery.
     ///
     /// ```no_run

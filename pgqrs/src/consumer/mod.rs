@@ -103,7 +103,7 @@ impl<T: Payload> Consumer<T> {
         Self::open(config, T::QUEUE).await
     }
 
-    async fn open(config: &Config, queue: &str) -> Result<Self> {
+    pub(crate) async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
         Ok(Consumer {
             pool: handle.pool,

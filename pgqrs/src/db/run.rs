@@ -270,6 +270,46 @@ pub(crate) async fn run_park(
     Ok(parked.is_some())
 }
 
+/// A run and, when it was free to take, the new lease on its driving job.
+#[derive(Debug)]
+pub(crate) struct TakenRow {
+    pub(crate) status: String,
+    pub(crate) job_id: Option<i64>,
+    pub(crate) token: Option<i64>,
+}
+
+/// Leases the driving job of run `run_id` to the caller if nobody holds it (it waits for a
+/// worker, or its holder's lease ran out): a new token, so a late former holder is fenced
+/// off. `None` when there is no such run; no token when its job is held or gone.
+pub(crate) async fn run_take_over<'c>(
+    db: impl PgExecutor<'c>,
+    run_id: i64,
+    lease_secs: f64,
+) -> sqlx::Result<Option<TakenRow>> {
+    sqlx::query_as!(
+        TakenRow,
+        r#"WITH run AS (
+             SELECT status, job_id FROM pgqrs.runs WHERE id = $1
+           ),
+           taken AS (
+             UPDATE pgqrs.jobs j
+             SET lease_token = nextval('pgqrs.lease_tokens'),
+                 lease_expires_at = now() + make_interval(secs => $2),
+                 worker_id = NULL, attempts = j.attempts + 1
+             FROM run
+             WHERE j.id = run.job_id AND (j.lease_token IS NULL OR j.lease_expires_at <= now())
+             RETURNING j.id, j.lease_token
+           )
+           SELECT run.status::text AS "status!", taken.id AS "job_id?",
+                  taken.lease_token AS "token?"
+           FROM run LEFT JOIN taken ON true"#,
+        run_id,
+        lease_secs
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Makes a parked run's job runnable now and wakes the workers of its queue.
 pub(crate) async fn run_wake(conn: &mut PgConnection, job_id: i64) -> sqlx::Result<()> {
     sqlx::query!(

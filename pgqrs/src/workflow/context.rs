@@ -139,15 +139,17 @@ impl Workflow {
         Ok(RunHandle::from_parts(pool, created.run_id))
     }
 
-    /// Resumes run `run_id` under the lease of its job, for a worker. `None` when the run
+    /// Resumes run `run_id` under the lease of its job: for a worker, or `direct`ly for
+    /// this process to execute (it then keeps the lease alive itself). `None` when the run
     /// is gone.
     pub(super) async fn resume(
         pool: PgPool,
         run_id: i64,
         lease: Lease,
-        job_id: i64,
         lease_time: Duration,
+        direct: bool,
     ) -> Result<Option<Workflow>> {
+        let job_id = lease.job_id();
         let hold = db::run::RunLease {
             run_id,
             job_id,
@@ -171,7 +173,7 @@ impl Workflow {
             lease_time,
             workflow: row.workflow,
             version: row.version,
-            direct: false,
+            direct,
             input: row.input,
             state: Mutex::new(ExecState {
                 next_seq: 0,

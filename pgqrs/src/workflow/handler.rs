@@ -47,8 +47,8 @@ impl<W: WorkflowFn> JobHandler<RunJob> for WorkflowHandler<W> {
                 pool.clone(),
                 job.payload.run_id,
                 job.lease.clone(),
-                job.id,
                 lease_time,
+                false,
             )
             .await;
             let ctx = match resumed {

@@ -95,6 +95,13 @@ impl Workflow {
         }
     }
 
+    /// For bindings whose body was cancelled without an outcome: stops renewing the lease,
+    /// so the run is resumed elsewhere once it runs out. Nothing is recorded.
+    #[doc(hidden)]
+    pub fn __workflow_abandon(&self) {
+        self.state().heartbeat = None;
+    }
+
     /// Executes a workflow body on this run: a finished run returns its recorded result,
     /// an active one runs `body` (replaying recorded steps) and records how it ended.
     #[doc(hidden)]

@@ -37,6 +37,7 @@ mod handler;
 mod lifecycle;
 mod status;
 mod steps;
+mod takeover;
 
 use std::time::Duration;
 

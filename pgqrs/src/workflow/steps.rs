@@ -142,8 +142,7 @@ impl Workflow {
     #[doc(hidden)]
     pub fn __step_begin_json(&self, name: &str, input: Value) -> Result<StepCall<Value>> {
         Ok(match self.begin_step(Cow::Owned(name.to_owned()), input)? {
-            Begun::Recorded(seq, step) if step.fingerprint == JSON_FINGERPRINT => {
-                let _ = seq;
+            Begun::Recorded(_, step) if step.fingerprint == JSON_FINGERPRINT => {
                 StepCall::Replayed(step.output)
             }
             Begun::Recorded(seq, step) => {

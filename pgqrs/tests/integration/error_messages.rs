@@ -1,5 +1,6 @@
 //! Every error message, pinned: they are part of the user interface.
 
+use pgqrs::workflow::RunStatus;
 use pgqrs::{Config, Error, QueueName};
 
 use crate::common::in_snapshots;
@@ -36,6 +37,23 @@ fn error_messages_read_as_advice() {
         Config::from_dsn("mysql://app:hunter2@db/x").unwrap_err(),
         Error::InvalidArgument("batch size must be at least 1".into()),
         Error::PoolTimeout,
+        Error::RunNotFound { run_id: 42 },
+        Error::RunBusy { run_id: 42 },
+        Error::IllegalTransition {
+            run_id: 42,
+            from: RunStatus::Succeeded,
+            to: RunStatus::Running,
+        },
+        Error::Suspended {
+            run_id: 42,
+            reason: "waiting for signal \"approval\"".into(),
+        },
+        Error::WorkflowDiverged {
+            run_id: 42,
+            seq: 1,
+            recorded: "first(1)".into(),
+            called: "first(2)".into(),
+        },
     ];
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     let text = text.join("\n");

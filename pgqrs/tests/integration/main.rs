@@ -15,5 +15,6 @@ mod fault;
 mod fault_workflow;
 mod leases;
 mod round_trips;
+mod takeover;
 mod worker;
 mod workflow;

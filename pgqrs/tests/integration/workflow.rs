@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use crate::common::wait_until;
 
 /// Every step body records one row in `effects`, so that tests count executions.
-async fn effect(ctx: &Workflow, step: &str) -> anyhow::Result<()> {
+pub(crate) async fn effect(ctx: &Workflow, step: &str) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO effects (step, run_id) VALUES ($1, $2)")
         .bind(step)
         .bind(ctx.run_id())
@@ -21,14 +21,14 @@ async fn effect(ctx: &Workflow, step: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn with_effects(pool: &PgPool) {
+pub(crate) async fn with_effects(pool: &PgPool) {
     sqlx::query("CREATE TABLE effects (step text NOT NULL, run_id bigint NOT NULL)")
         .execute(pool)
         .await
         .unwrap();
 }
 
-async fn effects(pool: &PgPool, step: &str) -> i64 {
+pub(crate) async fn effects(pool: &PgPool, step: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM effects WHERE step = $1")
         .bind(step)
         .fetch_one(pool)
@@ -36,7 +36,7 @@ async fn effects(pool: &PgPool, step: &str) -> i64 {
         .unwrap()
 }
 
-fn pgqrs_error(err: &anyhow::Error) -> &Error {
+pub(crate) fn pgqrs_error(err: &anyhow::Error) -> &Error {
     err.downcast_ref::<Error>()
         .unwrap_or_else(|| panic!("not a pgqrs error: {err:#}"))
 }

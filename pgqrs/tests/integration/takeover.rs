@@ -1,0 +1,136 @@
+//! Executing runs without a worker: `Workflow::take_over` of a run whose executor died, and
+//! `Workflow::claim_next` of runs nobody holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgqrs::workflow::{RunStatus, Workflow};
+use pgqrs::{Config, Error, pgqrs_step, pgqrs_workflow};
+use sqlx::PgPool;
+
+use crate::workflow::{effect, effects, pgqrs_error, with_effects};
+
+#[pgqrs_step]
+async fn fetch(ctx: &Workflow, key: &str) -> anyhow::Result<String> {
+    effect(ctx, "fetch").await?;
+    Ok(format!("rows of {key}"))
+}
+
+#[pgqrs_step]
+async fn slow_count(ctx: &Workflow, rows: String) -> anyhow::Result<usize> {
+    effect(ctx, "slow_count").await?;
+    let hang: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hang)")
+        .fetch_one(ctx.pool())
+        .await?;
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    Ok(rows.len())
+}
+
+#[pgqrs_workflow]
+async fn count_rows(ctx: &Workflow, key: &str) -> anyhow::Result<usize> {
+    let rows = fetch(ctx, key).await?;
+    slow_count(ctx, rows).await
+}
+
+async fn setup(pool: &PgPool) {
+    with_effects(pool).await;
+    sqlx::raw_sql("CREATE TABLE hang (x int); INSERT INTO hang VALUES (1)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_dead_executors_run_is_taken_over_once_its_lease_runs_out(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    setup(&pool).await;
+    let config = Config::from_pool(pool.clone()).visibility_timeout(Duration::from_millis(500));
+    let first = Arc::new(Workflow::create(&config, "count_rows", &"orders").await?);
+    let run_id = first.run_id();
+    let executing = tokio::spawn({
+        let first = Arc::clone(&first);
+        async move { count_rows(&first, "orders").await }
+    });
+    crate::common::wait_until(Duration::from_secs(10), || async {
+        effects(&pool, "slow_count").await == 1
+    })
+    .await;
+    // The executor dies mid-step; its lease was renewed while it lived.
+    executing.abort();
+    let busy = Workflow::take_over(&config, run_id).await.unwrap_err();
+    assert!(
+        matches!(busy, Error::RunBusy { run_id: id } if id == run_id),
+        "{busy}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sqlx::query("DELETE FROM hang").execute(&pool).await?;
+    let second = Workflow::take_over(&config, run_id).await?;
+    assert_eq!(count_rows(&second, "orders").await?, "rows of orders".len());
+    assert_eq!(
+        effects(&pool, "fetch").await,
+        1,
+        "a completed step ran again"
+    );
+    assert_eq!(effects(&pool, "slow_count").await, 2);
+    assert_eq!(second.handle().status().await?, RunStatus::Succeeded);
+
+    // Should the first executor come back, it is fenced off: nothing it does is recorded.
+    let late = count_rows(&first, "orders").await.unwrap_err();
+    assert!(
+        matches!(pgqrs_error(&late), Error::LeaseLost { .. }),
+        "{late:#}"
+    );
+    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM pgqrs.steps")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(steps, 2);
+
+    let over = Workflow::take_over(&config, run_id).await.unwrap_err();
+    assert!(matches!(
+        over,
+        Error::IllegalTransition {
+            from: RunStatus::Succeeded,
+            ..
+        }
+    ));
+    let missing = Workflow::take_over(&config, run_id + 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::RunNotFound { .. }));
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn claim_next_hands_out_each_waiting_run_once(pool: PgPool) -> anyhow::Result<()> {
+    setup(&pool).await;
+    sqlx::query("DELETE FROM hang").execute(&pool).await?;
+    let config = Config::from_pool(pool.clone());
+    let mut runs = Vec::new();
+    for key in ["a", "b", "c"] {
+        runs.push(Workflow::enqueue(&config, "count_rows", &key).await?);
+    }
+    let mut claimed = Vec::new();
+    while let Some(ctx) = Workflow::claim_next(&config, "count_rows").await? {
+        let key: String = ctx.input()?;
+        claimed.push(ctx.run_id());
+        count_rows(&ctx, &key).await?;
+    }
+    claimed.sort_unstable();
+    let mut expected: Vec<i64> = runs.iter().map(|run| run.run_id()).collect();
+    expected.sort_unstable();
+    assert_eq!(claimed, expected);
+    for run in &runs {
+        assert_eq!(run.result::<usize>().await?, "rows of a".len());
+    }
+    assert_eq!(effects(&pool, "fetch").await, 3);
+    assert!(
+        Workflow::claim_next(&config, "no_runs_yet")
+            .await?
+            .is_none()
+    );
+    Ok(())
+}
