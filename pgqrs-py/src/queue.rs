@@ -355,30 +355,80 @@ impl PyConsumer {
 
     /// Deletes a held job without history (an ack).
     fn delete(&self, py: Python<'_>, id: i64) -> PyResult<()> {
-        let consumer = Arc::clone(&self.inner);
-        block_on(py, async move { consumer.delete(id).await })
+        block_on(py, self.deleting(id))
+    }
+
+    /// `delete`, awaitable.
+    fn delete_async<'py>(&self, py: Python<'py>, id: i64) -> PyResult<Bound<'py, PyAny>> {
+        spawn(py, self.deleting(id))
     }
 
     /// Hands a held job back to be retried after `delay` seconds (or to the dead letters
     /// once out of attempts); returns `True` if it will be retried.
     #[pyo3(signature = (id, delay=0.0, error=None))]
     fn nack(&self, py: Python<'_>, id: i64, delay: f64, error: Option<String>) -> PyResult<bool> {
-        let consumer = Arc::clone(&self.inner);
-        let delay = seconds_to_duration(delay)?;
-        let nacked = block_on(py, async move {
-            match error {
-                Some(error) => consumer.nack_with_error(id, delay, &error).await,
-                None => consumer.nack(id, delay).await,
-            }
-        })?;
-        Ok(matches!(nacked, pgqrs::Nacked::Retrying { .. }))
+        block_on(py, self.nacking(id, delay, error)?)
     }
 
-    /// Extends the lease on a held job to `seconds` from now.
+    /// `nack`, awaitable.
+    #[pyo3(signature = (id, delay=0.0, error=None))]
+    fn nack_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: i64,
+        delay: f64,
+        error: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        spawn(py, self.nacking(id, delay, error)?)
+    }
+
+    /// Extends the lease on a held job to `seconds` from now; returns the new expiry.
     fn extend(&self, py: Python<'_>, id: i64, seconds: f64) -> PyResult<DateTime<Utc>> {
+        block_on(py, self.extending(id, seconds)?)
+    }
+
+    /// `extend`, awaitable.
+    fn extend_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: i64,
+        seconds: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        spawn(py, self.extending(id, seconds)?)
+    }
+}
+
+impl PyConsumer {
+    fn deleting(&self, id: i64) -> impl Future<Output = pgqrs::Result<()>> + Send + 'static {
+        let consumer = Arc::clone(&self.inner);
+        async move { consumer.delete(id).await }
+    }
+
+    fn nacking(
+        &self,
+        id: i64,
+        delay: f64,
+        error: Option<String>,
+    ) -> PyResult<impl Future<Output = pgqrs::Result<bool>> + Send + 'static> {
+        let consumer = Arc::clone(&self.inner);
+        let delay = seconds_to_duration(delay)?;
+        Ok(async move {
+            let nacked = match error {
+                Some(error) => consumer.nack_with_error(id, delay, &error).await?,
+                None => consumer.nack(id, delay).await?,
+            };
+            Ok(matches!(nacked, pgqrs::Nacked::Retrying { .. }))
+        })
+    }
+
+    fn extending(
+        &self,
+        id: i64,
+        seconds: f64,
+    ) -> PyResult<impl Future<Output = pgqrs::Result<DateTime<Utc>>> + Send + 'static> {
         let consumer = Arc::clone(&self.inner);
         let lease = seconds_to_duration(seconds)?;
-        block_on(py, async move { consumer.extend(id, lease).await })
+        Ok(async move { consumer.extend(id, lease).await })
     }
 }
 

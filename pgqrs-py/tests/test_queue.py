@@ -71,9 +71,16 @@ async def test_async_variants_do_the_same_work(admin, config):
     msg = await consumer.dequeue_async()
     assert (msg.id, msg.payload, msg.priority) == (first.id, {"n": 1}, 5)
     await consumer.archive_async(msg.id, "completed")
-    rest = await consumer.dequeue_batch_async(10)
-    await consumer.archive_batch_async([m.id for m in rest])
-    assert admin.queue_stats("tasks").ready == 0
+    two, three = await consumer.dequeue_batch_async(10)
+    expiry = await consumer.extend_async(two.id, 600)
+    assert expiry > two.lease_expires_at
+    await consumer.delete_async(two.id)
+    assert await consumer.nack_async(three.id, 0.0, "later") is True
+    again = await consumer.dequeue_async()
+    assert (again.id, again.attempts) == (three.id, 2)
+    await consumer.archive_batch_async([again.id])
+    stats = admin.queue_stats("tasks")
+    assert (stats.ready, stats.leased) == (0, 0)
 
 
 def test_unknown_queues_and_hostile_names_raise_typed_errors(admin, config):
