@@ -8,6 +8,7 @@ mod enqueue;
 mod latency;
 mod raw;
 mod report;
+mod stats;
 mod workflow;
 
 use std::time::Duration;
@@ -34,7 +35,7 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     url: String,
-    /// Only these scenarios (letters A to F; W for WAL and size).
+    /// Only these scenarios (letters A to F; W for WAL and size; S for queue stats).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the results (default: pgqrs-bench/RESULTS.md after a full run).
@@ -123,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("F") {
         workflow::run(&mut bench).await?;
+    }
+    if wanted("S") {
+        stats::run(&mut bench).await?;
     }
 
     let table = bench.report.markdown();

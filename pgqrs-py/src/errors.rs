@@ -150,7 +150,7 @@ pub(crate) fn to_py(err: pgqrs::Error) -> PyErr {
     let message = err.to_string();
     match err {
         E::NotInstalled => NotInstalled::new_err(message),
-        E::SchemaVersion { .. } => SchemaVersionError::new_err(message),
+        E::SchemaVersion { .. } | E::SchemaDrift { .. } => SchemaVersionError::new_err(message),
         E::QueueNotFound { .. } => QueueNotFound::new_err(message),
         E::InvalidQueueName { .. } => InvalidQueueName::new_err(message),
         E::LeaseLost { .. } => LeaseLost::new_err(message),

@@ -46,6 +46,16 @@ impl PyConfig {
         })
     }
 
+    /// A copy declaring the connection pooler in front of Postgres: "none" (or "session"),
+    /// "transaction" (pgbouncer >= 1.21 with max_prepared_statements) or
+    /// "transaction-legacy" (older pgbouncer).
+    fn with_pooler(&self, mode: &str) -> PyResult<Self> {
+        let pooler: pgqrs::Pooler = mode.parse().map_err(to_py)?;
+        Ok(PyConfig {
+            inner: self.inner.clone().pooler(pooler),
+        })
+    }
+
     fn __repr__(&self) -> String {
         format!("Config({:?})", self.inner.to_string())
     }

@@ -1,8 +1,16 @@
 //! Installation, verification and queue management.
 
-use sqlx::PgPool;
+use crate::db::Db;
 
-use crate::db::{self, MIGRATOR};
+mod jobs;
+mod runs;
+mod schema;
+mod version;
+
+pub use jobs::{JobInfo, JobState};
+pub use runs::{RunFilter, RunInfo, StepInfo};
+
+use crate::db;
 use crate::queue::QueueHandle;
 use crate::{
     Config, DeadLetter, Error, QueueInfo, QueueName, QueueOptions, QueueStats, Result, WorkerInfo,
@@ -24,12 +32,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Admin {
     config: Config,
-    pool: PgPool,
-}
-
-/// The latest migration this build of pgqrs embeds.
-fn expected_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default()
+    pool: Db,
 }
 
 impl Admin {
@@ -42,7 +45,7 @@ impl Admin {
     /// ```
     pub async fn new(config: &Config) -> Result<Self> {
         Ok(Admin {
-            pool: config.pool().await?,
+            pool: config.db().await?,
             config: config.clone(),
         })
     }
@@ -56,59 +59,6 @@ impl Admin {
     /// ```
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Creates the `pgqrs` schema or applies the migrations it lacks. Idempotent, and safe
-    /// to call from several processes at once (the migrator holds a lock while it works).
-    ///
-    /// ```no_run
-    /// # async fn demo(admin: pgqrs::Admin) -> pgqrs::Result<()> {
-    /// admin.install().await?;
-    /// admin.install().await?; // nothing left to do
-    /// # Ok(()) }
-    /// ```
-    pub async fn install(&self) -> Result<()> {
-        if let Some(found) = self.installed_version().await?
-            && found > expected_version()
-        {
-            return Err(newer_schema(found));
-        }
-        MIGRATOR.run(&self.pool).await?;
-        tracing::info!(version = expected_version(), "pgqrs schema installed");
-        Ok(())
-    }
-
-    /// Checks that the schema is present and at the migration this build expects:
-    /// [`Error::NotInstalled`] or [`Error::SchemaVersion`] (with a hint) otherwise.
-    ///
-    /// ```no_run
-    /// # async fn demo(admin: pgqrs::Admin) {
-    /// match admin.verify().await {
-    ///     Ok(()) => println!("ready"),
-    ///     Err(pgqrs::Error::NotInstalled) => println!("run install first"),
-    ///     Err(other) => println!("{other}"),
-    /// }
-    /// # }
-    /// ```
-    pub async fn verify(&self) -> Result<()> {
-        let expected = expected_version();
-        match self.installed_version().await? {
-            None => Err(Error::NotInstalled),
-            Some(found) if found < expected => Err(Error::SchemaVersion {
-                found,
-                expected,
-                hint: "run `Admin::install()` to apply the pending migrations",
-            }),
-            Some(found) if found > expected => Err(newer_schema(found)),
-            Some(_) => Ok(()),
-        }
-    }
-
-    async fn installed_version(&self) -> Result<Option<i64>> {
-        if !db::schema::schema_exists(&self.pool).await? {
-            return Ok(None);
-        }
-        Ok(db::schema::schema_version(&self.pool).await?)
     }
 
     /// Creates a queue with default settings, or returns the existing one of that name.
@@ -327,13 +277,5 @@ impl Admin {
 
     async fn queue(&self, name: &str) -> Result<QueueInfo> {
         Ok(QueueHandle::open(&self.config, name).await?.info)
-    }
-}
-
-fn newer_schema(found: i64) -> Error {
-    Error::SchemaVersion {
-        found,
-        expected: expected_version(),
-        hint: "the database was migrated by a newer pgqrs: upgrade this application's pgqrs",
     }
 }

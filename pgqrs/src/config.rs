@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::OnceCell;
 
-use crate::{Error, Result};
+use crate::{Db, Error, Pooler, Result};
 
 /// Default lease length of a dequeued job.
 pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +41,7 @@ pub struct Config {
     visibility_timeout: Duration,
     max_payload_bytes: usize,
     notify: bool,
+    pooler: Pooler,
     pool: Arc<OnceCell<PgPool>>,
 }
 
@@ -81,6 +82,7 @@ impl Config {
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             notify: true,
+            pooler: Pooler::None,
             pool: Arc::new(OnceCell::new()),
         }
     }
@@ -166,6 +168,34 @@ impl Config {
         self
     }
 
+    /// Declares the connection pooler between pgqrs and Postgres (default [`Pooler::None`]):
+    /// workers stop listening behind a transaction-mode pooler, and
+    /// [`Pooler::TransactionLegacy`] makes old pgbouncers safe. Starts a new, unshared pool.
+    ///
+    /// ```
+    /// use pgqrs::{Config, Pooler};
+    /// let config = Config::from_dsn("postgresql://app@127.0.0.1:6432/app")?
+    ///     .pooler(Pooler::Transaction);
+    /// assert_eq!(config.get_pooler(), Pooler::Transaction);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self.pool = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// The declared connection pooler.
+    ///
+    /// ```
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?;
+    /// assert_eq!(config.get_pooler(), pgqrs::Pooler::None);
+    /// # Ok::<(), pgqrs::Error>(())
+    /// ```
+    pub fn get_pooler(&self) -> Pooler {
+        self.pooler
+    }
+
     /// Whether producers notify listening workers.
     ///
     /// ```
@@ -198,7 +228,22 @@ impl Config {
         self.max_payload_bytes
     }
 
-    /// The shared pool, connecting on first use.
+    /// The shared pool as pgqrs runs statements on it (with the declared [`Pooler`]'s
+    /// handling), connecting on first use.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgqrs::Result<()> {
+    /// let config = pgqrs::Config::from_dsn("postgresql://localhost/db")?;
+    /// let db = config.db().await?;
+    /// sqlx::query("SELECT 1").execute(&db).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn db(&self) -> Result<Db> {
+        Ok(Db::new(self.pool().await?, self.pooler))
+    }
+
+    /// The shared sqlx pool, connecting on first use. Behind
+    /// [`Pooler::TransactionLegacy`] run statements through [`Config::db`] instead.
     ///
     /// ```no_run
     /// # async fn demo() -> pgqrs::Result<()> {
@@ -213,7 +258,7 @@ impl Config {
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(self.acquire_timeout)
-                    .connect_with(self.connect.clone())
+                    .connect_with(self.pooler.connect_options(self.connect.clone()))
                     .await
             })
             .await?;
@@ -261,6 +306,7 @@ impl fmt::Debug for Config {
             .field("visibility_timeout", &self.visibility_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("notify", &self.notify)
+            .field("pooler", &self.pooler)
             .finish()
     }
 }

@@ -38,6 +38,27 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// The installed `pgqrs` schema differs from the one this build's migrations create:
+    /// someone changed it by hand (dropped an index, added a column, replaced a function).
+    /// Each difference names the object, e.g. `missing index jobs_runnable`.
+    #[error(
+        "the pgqrs schema was changed outside its migrations ({}): undo those changes, pgqrs relies on the schema its migrations create",
+        drift_summary(.differences)
+    )]
+    SchemaDrift {
+        /// One line per differing object: `missing ...`, `unexpected ...` or `changed ...`.
+        differences: Vec<String>,
+    },
+
+    /// The database role lacks a privilege the operation needs. Installing, migrating and
+    /// uninstalling need the owner of the `pgqrs` schema; the runtime needs the grants
+    /// that `Admin::grant_sql` prints.
+    #[error(
+        "{}: installing, upgrading and uninstalling need the schema owner's role; the application role needs the grants from `Admin::grant_sql`",
+        server_message(.0)
+    )]
+    PermissionDenied(#[source] sqlx::Error),
+
     /// No queue of that name exists.
     #[error(
         "queue `{queue}` does not exist: create it first with `Admin::create_queue(\"{queue}\")`"
@@ -64,6 +85,22 @@ pub enum Error {
     LeaseLost {
         /// The jobs whose lease was not held.
         job_ids: Vec<i64>,
+    },
+
+    /// No job has this id: it is not in its queue, nor in the archive or the dead letters.
+    #[error("job {id} does not exist: it is not in a queue, the archive or the dead letters")]
+    JobNotFound {
+        /// The id asked for.
+        id: i64,
+    },
+
+    /// The job is leased by a consumer or worker, so an operator cannot change it now.
+    #[error(
+        "job {id} is leased by a consumer: it can be changed once that delivery ends (the job is settled or its lease runs out)"
+    )]
+    JobLeased {
+        /// The job.
+        id: i64,
     },
 
     /// A stored payload does not decode as the consumer's payload type. The job was moved
@@ -232,6 +269,37 @@ pub enum Error {
 /// SQLSTATEs that mean the pgqrs schema or one of its tables is missing.
 const UNDEFINED_TABLE: &str = "42P01";
 const INVALID_SCHEMA_NAME: &str = "3F000";
+/// SQLSTATE `insufficient_privilege`.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// What the server said, without sqlx's prefix.
+fn server_message(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The first differences of a schema drift, for its message.
+fn drift_summary(differences: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = differences
+        .iter()
+        .take(SHOWN)
+        .map(|line| {
+            let mut line = line.clone();
+            if line.chars().count() > 200 {
+                line = line.chars().take(200).collect::<String>() + "...";
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if differences.len() > SHOWN {
+        text.push_str(&format!("; and {} more", differences.len() - SHOWN));
+    }
+    text
+}
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
@@ -244,6 +312,9 @@ impl From<sqlx::Error> for Error {
                 ) && db.message().contains("pgqrs") =>
             {
                 Error::NotInstalled
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE) => {
+                Error::PermissionDenied(err)
             }
             _ => Error::Database(err),
         }

@@ -159,3 +159,72 @@ pub enum Nacked {
     /// The job had used its `max_attempts` and moved to the queue's dead letters.
     DeadLettered,
 }
+
+/// Serializes a payload, a workflow input or output, or a signal to the JSON text pgqrs
+/// stores, refusing up front what Postgres' `jsonb` cannot hold (a string with the NUL
+/// character, `\u0000`) so that nothing is written half-way.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> crate::Result<String> {
+    let json = serde_json::to_string(value).map_err(crate::Error::Encode)?;
+    if has_nul_escape(&json) {
+        return Err(nul_error());
+    }
+    Ok(json)
+}
+
+/// [`to_json`]'s check for a value already in `serde_json::Value` form (step inputs and
+/// outputs): `Error::Encode` when a string or key holds the NUL character.
+pub(crate) fn check_storable(value: &serde_json::Value) -> crate::Result<()> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(nul_error());
+    }
+    Ok(())
+}
+
+fn nul_error() -> crate::Error {
+    crate::Error::Encode(serde::ser::Error::custom(
+        "a string contains the NUL character (\\u0000), which Postgres cannot store in jsonb",
+    ))
+}
+
+/// Whether serialized JSON has a `\u0000` escape (not an escaped backslash before `u0000`).
+fn has_nul_escape(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1..i + 6) == Some(b"u0000".as_slice()) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::to_json;
+
+    #[test]
+    fn nul_characters_are_refused_escaped_backslashes_are_not() {
+        assert!(to_json(&"a\0b").is_err());
+        assert!(to_json(&serde_json::json!({"k\0": 1})).is_err());
+        assert_eq!(to_json(&"\\u0000").ok().as_deref(), Some(r#""\\u0000""#));
+        assert_eq!(to_json(&"é\n").ok().as_deref(), Some("\"é\\n\""));
+        assert!(super::check_storable(&serde_json::json!([{"a": "x\0"}])).is_err());
+        assert!(super::check_storable(&serde_json::json!({"a\0": 1})).is_err());
+        assert!(super::check_storable(&serde_json::json!({"a": ["\\u0000"]})).is_ok());
+    }
+}

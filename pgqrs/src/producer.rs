@@ -2,9 +2,12 @@
 
 use std::marker::PhantomData;
 
-use sqlx::{Acquire, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::db::Db;
 
 use crate::db::{self, job as jobs};
+use crate::metrics::QueueInstruments;
 use crate::queue::QueueHandle;
 use crate::{Config, EnqueueOptions, Enqueued, Error, JobType, Payload, QueueInfo, Result};
 
@@ -32,10 +35,11 @@ use crate::{Config, EnqueueOptions, Enqueued, Error, JobType, Payload, QueueInfo
 /// ```
 #[derive(Debug, Clone)]
 pub struct Producer<T: Payload = serde_json::Value> {
-    pool: PgPool,
+    pool: Db,
     queue: QueueInfo,
     max_payload_bytes: usize,
     notify: bool,
+    metrics: QueueInstruments,
     payload: PhantomData<fn(&T)>,
 }
 
@@ -72,11 +76,13 @@ impl<T: Payload> Producer<T> {
 
     async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
+        let metrics = QueueInstruments::new(&handle.info.name);
         Ok(Producer {
             pool: handle.pool,
             queue: handle.info,
             max_payload_bytes: config.get_max_payload_bytes(),
             notify: config.get_notify(),
+            metrics,
             payload: PhantomData,
         })
     }
@@ -115,7 +121,7 @@ impl<T: Payload> Producer<T> {
     /// ```
     pub async fn enqueue_with(&self, payload: &T, options: &EnqueueOptions) -> Result<Enqueued> {
         let mut rows = self
-            .insert(&self.pool, std::slice::from_ref(payload), options)
+            .insert_now(std::slice::from_ref(payload), options)
             .await?;
         rows.pop().ok_or_else(missing_row)
     }
@@ -130,8 +136,7 @@ impl<T: Payload> Producer<T> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<Enqueued>> {
-        self.insert(&self.pool, payloads, &EnqueueOptions::default())
-            .await
+        self.insert_now(payloads, &EnqueueOptions::default()).await
     }
 
     /// Enqueues many jobs with the same options in one round trip.
@@ -147,7 +152,7 @@ impl<T: Payload> Producer<T> {
         payloads: &[T],
         options: &EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
-        self.insert(&self.pool, payloads, options).await
+        self.insert_now(payloads, options).await
     }
 
     /// Enqueues inside the caller's transaction: the job exists if and only if the
@@ -168,7 +173,7 @@ impl<T: Payload> Producer<T> {
         options: &EnqueueOptions,
     ) -> Result<Enqueued> {
         let mut rows = self
-            .insert(&mut **tx, std::slice::from_ref(payload), options)
+            .insert(tx, std::slice::from_ref(payload), options)
             .await?;
         rows.pop().ok_or_else(missing_row)
     }
@@ -188,12 +193,25 @@ impl<T: Payload> Producer<T> {
         payloads: &[T],
         options: &EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
-        self.insert(&mut **tx, payloads, options).await
+        self.insert(tx, payloads, options).await
     }
 
-    async fn insert<'c>(
+    /// Inserts outside any caller transaction: on the pool, or behind
+    /// [`Pooler::TransactionLegacy`](crate::Pooler) in a transaction of its own.
+    async fn insert_now(&self, payloads: &[T], options: &EnqueueOptions) -> Result<Vec<Enqueued>> {
+        if !self.pool.is_legacy() {
+            let mut conn = self.pool.pg().acquire().await?;
+            return self.insert(&mut conn, payloads, options).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows = self.insert(&mut tx, payloads, options).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn insert(
         &self,
-        db: impl Acquire<'c, Database = Postgres>,
+        conn: &mut PgConnection,
         payloads: &[T],
         options: &EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
@@ -204,7 +222,6 @@ impl<T: Payload> Producer<T> {
             .iter()
             .map(|payload| self.encode(payload))
             .collect::<Result<Vec<_>>>()?;
-        let mut conn = db.acquire().await?;
         let delay = db::secs(options.delay);
         let rows = match (&options.unique_key, encoded.as_slice()) {
             (None, [payload]) => jobs::job_insert_one(
@@ -265,7 +282,9 @@ impl<T: Payload> Producer<T> {
                 queue: self.queue.name.to_string(),
             });
         }
-        tracing::debug!(queue = %self.queue.name, count = rows.len(), "enqueued");
+        let inserted = rows.iter().filter(|row| !row.duplicate).count();
+        crate::metrics::add(&self.metrics.enqueued, inserted);
+        tracing::debug!(queue = %self.queue.name, count = rows.len(), inserted, "enqueued");
         Ok(rows
             .into_iter()
             .map(|row| Enqueued {
@@ -277,7 +296,7 @@ impl<T: Payload> Producer<T> {
     }
 
     fn encode(&self, payload: &T) -> Result<String> {
-        let json = serde_json::to_string(payload).map_err(Error::Encode)?;
+        let json = crate::job::to_json(payload)?;
         if json.len() > self.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
                 size: json.len(),

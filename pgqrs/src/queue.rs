@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::db::Db;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 use crate::db::{dead_letter::DeadLetterRow, queue as db};
 use crate::{Config, Error, QueueName, Result};
@@ -157,7 +157,7 @@ impl From<DeadLetterRow> for DeadLetter {
 /// An existing queue, found by name, and the pool to reach it.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueHandle {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Db,
     pub(crate) info: QueueInfo,
 }
 
@@ -165,7 +165,7 @@ impl QueueHandle {
     /// Validates the name, connects, and looks the queue up.
     pub(crate) async fn open(config: &Config, name: &str) -> Result<Self> {
         let name = QueueName::new(name)?;
-        let pool = config.pool().await?;
+        let pool = config.db().await?;
         let row =
             db::queue_get(&pool, name.as_str())
                 .await?

@@ -1,18 +1,18 @@
 //! Dequeueing jobs under a lease and settling them.
 
+mod claim;
 mod lease_book;
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use crate::db::Db;
 
-use std::collections::HashSet;
-
-use crate::db::{self, job as jobs, job::Ack, job::ClaimBatch};
+use crate::db::{self, job as jobs};
+use crate::metrics::{self, QueueInstruments};
 use crate::queue::QueueHandle;
-use crate::{Config, Error, Job, JobType, Lease, Nacked, Payload, QueueInfo, Result};
+use crate::{Config, Error, Job, JobType, Nacked, Payload, QueueInfo, Result};
 use lease_book::LeaseBook;
 
 /// What [`Consumer::archive_and_dequeue`] did: the jobs it claimed, and the acked jobs it
@@ -57,7 +57,7 @@ type Undecodable = (i64, i64, serde_json::Error);
 /// ```
 #[derive(Debug)]
 pub struct Consumer<T: Payload = serde_json::Value> {
-    pool: PgPool,
+    pool: Db,
     queue: QueueInfo,
     visibility_timeout: Duration,
     /// The registered worker this consumer claims for, if any.
@@ -65,6 +65,7 @@ pub struct Consumer<T: Payload = serde_json::Value> {
     /// The queue has a global concurrency cap (learned from claims): claim under its lock.
     capped: AtomicBool,
     leases: LeaseBook,
+    metrics: QueueInstruments,
     payload: PhantomData<fn() -> T>,
 }
 
@@ -105,6 +106,7 @@ impl<T: Payload> Consumer<T> {
 
     pub(crate) async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
+        let metrics = QueueInstruments::new(&handle.info.name);
         Ok(Consumer {
             pool: handle.pool,
             capped: AtomicBool::new(handle.info.global_concurrency.is_some()),
@@ -112,6 +114,7 @@ impl<T: Payload> Consumer<T> {
             visibility_timeout: config.get_visibility_timeout(),
             worker_id: None,
             leases: LeaseBook::default(),
+            metrics,
             payload: PhantomData,
         })
     }
@@ -239,165 +242,6 @@ impl<T: Payload> Consumer<T> {
             .await
     }
 
-    async fn claim_after(
-        &self,
-        n: usize,
-        lease: Duration,
-        done: &[i64],
-        outcome: &str,
-    ) -> Result<Handoff<T>> {
-        let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let (acked, tokens) = self.leases.held(done);
-        let ack = Ack {
-            ids: &acked,
-            tokens: &tokens,
-            outcome,
-        };
-        let batch = self.claim(limit, db::secs(lease), ack).await?;
-        let archived: HashSet<i64> = batch.archived.iter().copied().collect();
-        self.leases.forget(&acked, &archived);
-        let lost: Vec<i64> = done
-            .iter()
-            .copied()
-            .filter(|id| !archived.contains(id))
-            .collect();
-        let rows = batch.jobs;
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut undecodable = Vec::new();
-        for row in rows {
-            match serde_json::from_str::<T>(&row.payload) {
-                Ok(payload) => claimed.push((
-                    row.lease_token,
-                    Job {
-                        id: row.id,
-                        payload,
-                        attempts: row.attempts,
-                        priority: row.priority,
-                        enqueued_at: row.enqueued_at,
-                        lease_expires_at: row.lease_expires_at,
-                        lease: Lease::new(row.id, row.lease_token),
-                    },
-                )),
-                Err(source) => undecodable.push((row.id, row.lease_token, source)),
-            }
-        }
-        if !undecodable.is_empty() {
-            return Err(self.reject_undecodable(undecodable, claimed).await?);
-        }
-        for (_, job) in &claimed {
-            self.leases.hold(job.id, job.lease.clone());
-        }
-        tracing::debug!(queue = %self.queue.name, count = claimed.len(), "claimed");
-        Ok(Handoff {
-            jobs: claimed.into_iter().map(|(_, job)| job).collect(),
-            lost,
-        })
-    }
-
-    /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
-    /// holds across all consumers.
-    async fn claim(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
-        // Two claims can deadlock when both follow the update chain of a row the other
-        // just acked (Postgres waits there despite SKIP LOCKED). The loser's statement was
-        // rolled back whole, ack included, so running it again is safe.
-        let mut attempt = 0;
-        loop {
-            match self.claim_once(limit, lease_secs, ack).await {
-                Err(Error::Database(err)) if db::is_deadlock(&err) && attempt < 3 => {
-                    attempt += 1;
-                    tracing::debug!(queue = %self.queue.name, attempt, "claim deadlocked; retrying");
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn claim_once(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
-        let batch = if self.capped.load(Ordering::Relaxed) {
-            self.claim_locked(limit, lease_secs, ack).await?
-        } else {
-            let batch = self
-                .claim_statement(&self.pool, limit, lease_secs, false, ack)
-                .await?;
-            if batch.capped && !batch.paused {
-                // The cap was set since we last looked: claim again, properly. The ack is
-                // done already.
-                let mut again = self.claim_locked(limit, lease_secs, Ack::NONE).await?;
-                again.archived = batch.archived;
-                again
-            } else {
-                batch
-            }
-        };
-        self.capped.store(batch.capped, Ordering::Relaxed);
-        Ok(batch)
-    }
-
-    async fn claim_locked(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
-        let mut tx = self.pool.begin().await?;
-        db::queue::queue_lock_claims(&mut tx, self.queue.id).await?;
-        let batch = self
-            .claim_statement(&mut *tx, limit, lease_secs, true, ack)
-            .await?;
-        tx.commit().await?;
-        Ok(batch)
-    }
-
-    async fn claim_statement<'c>(
-        &self,
-        db: impl sqlx::PgExecutor<'c>,
-        limit: i64,
-        lease_secs: f64,
-        holds_claim_lock: bool,
-        ack: Ack<'_>,
-    ) -> Result<ClaimBatch> {
-        jobs::job_claim_batch(
-            db,
-            self.queue.id,
-            limit,
-            lease_secs,
-            self.worker_id,
-            holds_claim_lock,
-            ack,
-        )
-        .await?
-        .ok_or_else(|| Error::QueueNotFound {
-            queue: self.queue.name.to_string(),
-        })
-    }
-
-    /// Buries undecodable jobs with the reason, releases the decodable ones of the same
-    /// claim, and returns the decode error of the first undecodable job to report.
-    async fn reject_undecodable(
-        &self,
-        undecodable: Vec<Undecodable>,
-        decodable: Vec<(i64, Job<T>)>,
-    ) -> Result<Error> {
-        let type_name = std::any::type_name::<T>();
-        for (id, token, source) in &undecodable {
-            let reason = format!("payload does not decode as `{type_name}`: {source}");
-            jobs::job_bury_batch(&self.pool, &[*id], &[*token], &reason).await?;
-            tracing::error!(queue = %self.queue.name, job_id = id, %reason, "moved to dead letters");
-        }
-        if !decodable.is_empty() {
-            let (tokens, ids): (Vec<i64>, Vec<i64>) = decodable
-                .iter()
-                .map(|(token, job)| (*token, job.id))
-                .unzip();
-            jobs::job_release_batch(&self.pool, &ids, &tokens).await?;
-        }
-        let mut undecodable = undecodable.into_iter();
-        Ok(match undecodable.next() {
-            Some((id, _, source)) => Error::Decode {
-                id,
-                queue: self.queue.name.to_string(),
-                type_name,
-                source,
-            },
-            None => Error::InvalidArgument("no undecodable job to reject".into()),
-        })
-    }
-
     /// Moves a held job to the archive, recording `outcome`.
     ///
     /// ```no_run
@@ -420,7 +264,9 @@ impl<T: Payload> Consumer<T> {
     pub async fn archive_batch(&self, ids: &[i64], outcome: &str) -> Result<()> {
         self.leases
             .settle(ids, |ids, tokens| async move {
-                jobs::job_archive_batch(&self.pool, &ids, &tokens, outcome).await
+                let done = jobs::job_archive_batch(&self.pool, &ids, &tokens, outcome).await?;
+                metrics::add(&self.metrics.completed, done.len());
+                Ok(done)
             })
             .await
     }
@@ -448,7 +294,9 @@ impl<T: Payload> Consumer<T> {
     pub async fn delete_batch(&self, ids: &[i64]) -> Result<()> {
         self.leases
             .settle(ids, |ids, tokens| async move {
-                jobs::job_delete_batch(&self.pool, &ids, &tokens).await
+                let done = jobs::job_delete_batch(&self.pool, &ids, &tokens).await?;
+                metrics::add(&self.metrics.completed, done.len());
+                Ok(done)
             })
             .await
     }
@@ -463,7 +311,9 @@ impl<T: Payload> Consumer<T> {
     pub async fn dead_letter(&self, id: i64, reason: &str) -> Result<()> {
         self.leases
             .settle(&[id], |ids, tokens| async move {
-                jobs::job_bury_batch(&self.pool, &ids, &tokens, reason).await
+                let done = jobs::job_bury_batch(&self.pool, &ids, &tokens, reason).await?;
+                metrics::add(&self.metrics.dead_lettered, done.len());
+                Ok(done)
             })
             .await
     }
@@ -534,6 +384,10 @@ impl<T: Payload> Consumer<T> {
                     Some(run_at) => Nacked::Retrying { run_at },
                     None => Nacked::DeadLettered,
                 };
+                match nacked {
+                    Nacked::Retrying { .. } => self.metrics.retried.increment(1),
+                    Nacked::DeadLettered => self.metrics.dead_lettered.increment(1),
+                }
                 (row.id, nacked)
             })
             .collect();

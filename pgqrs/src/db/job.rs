@@ -403,3 +403,149 @@ pub(crate) async fn job_retry_batch<'c>(
     .fetch_all(db)
     .await
 }
+
+/// A job wherever it is now: waiting or leased in `pgqrs.jobs`, in the archive, or in
+/// the dead letters. `state` is `ready`, `delayed`, `leased`, `archived` or `dead`.
+#[derive(Debug)]
+pub(crate) struct JobRow {
+    pub(crate) id: i64,
+    pub(crate) queue: String,
+    pub(crate) state: String,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) priority: i16,
+    pub(crate) attempts: i32,
+    pub(crate) enqueued_at: DateTime<Utc>,
+    pub(crate) run_at: Option<DateTime<Utc>>,
+    pub(crate) lease_expires_at: Option<DateTime<Utc>>,
+    pub(crate) worker_id: Option<i64>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) last_error: Option<String>,
+}
+
+/// Looks a job up by id in the hot table, the archive and the dead letters.
+pub(crate) async fn job_get<'c>(db: impl PgExecutor<'c>, id: i64) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as!(
+        JobRow,
+        r#"SELECT j.id AS "id!", q.name AS "queue!",
+                  CASE WHEN j.lease_token IS NOT NULL THEN 'leased'
+                       WHEN j.run_at > now() THEN 'delayed'
+                       ELSE 'ready' END AS "state!",
+                  j.payload AS "payload!", j.priority AS "priority!", j.attempts AS "attempts!",
+                  j.enqueued_at AS "enqueued_at!", j.run_at AS "run_at?",
+                  j.lease_expires_at AS "lease_expires_at?", j.worker_id AS "worker_id?",
+                  NULL::timestamptz AS "finished_at?", NULL::text AS "outcome?",
+                  j.last_error AS "last_error?"
+           FROM pgqrs.jobs j JOIN pgqrs.queues q ON q.id = j.queue_id
+           WHERE j.id = $1
+           UNION ALL
+           SELECT a.id, q.name, 'archived', a.payload, a.priority, a.attempts, a.enqueued_at,
+                  NULL, NULL, NULL, a.archived_at, a.outcome, NULL
+           FROM pgqrs.archive a JOIN pgqrs.queues q ON q.id = a.queue_id
+           WHERE a.id = $1
+           UNION ALL
+           SELECT d.id, q.name, 'dead', d.payload, d.priority, d.attempts, d.enqueued_at,
+                  NULL, NULL, NULL, d.failed_at, NULL, d.reason
+           FROM pgqrs.dead_letters d JOIN pgqrs.queues q ON q.id = d.queue_id
+           WHERE d.id = $1
+           LIMIT 1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Makes a job runnable now: a waiting one (ready or delayed) gets `run_at = now()`, an
+/// archived or dead-lettered one moves back into its queue (same id, attempts reset).
+/// Wakes the queue's workers. Returns the state the job was in (`leased` jobs are left
+/// alone); `None` when there is no such job.
+pub(crate) async fn job_retry<'c>(
+    db: impl PgExecutor<'c>,
+    id: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"WITH waiting AS (
+             SELECT j.id, j.queue_id,
+                    CASE WHEN j.lease_token IS NOT NULL THEN 'leased'
+                         WHEN j.run_at > now() THEN 'delayed'
+                         ELSE 'ready' END AS state
+             FROM pgqrs.jobs j WHERE j.id = $1
+             FOR UPDATE
+           ),
+           hurried AS (
+             UPDATE pgqrs.jobs j SET run_at = now()
+             FROM waiting w
+             WHERE j.id = w.id AND w.state = 'delayed'
+             RETURNING j.id
+           ),
+           from_dead AS (
+             DELETE FROM pgqrs.dead_letters d
+             WHERE d.id = $1 AND EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = d.queue_id)
+             RETURNING d.id, d.queue_id, d.payload, d.priority, d.enqueued_at, 'dead' AS state
+           ),
+           from_archive AS (
+             DELETE FROM pgqrs.archive a
+             WHERE a.id = $1 AND EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = a.queue_id)
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.enqueued_at, 'archived' AS state
+           ),
+           revived AS (
+             INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, enqueued_at)
+             SELECT id, queue_id, payload, priority, enqueued_at FROM from_dead
+             UNION ALL
+             SELECT id, queue_id, payload, priority, enqueued_at FROM from_archive
+             RETURNING id, queue_id
+           ),
+           found AS (
+             SELECT queue_id, state FROM waiting
+             UNION ALL SELECT queue_id, state FROM from_dead
+             UNION ALL SELECT queue_id, state FROM from_archive
+           ),
+           wake AS (
+             SELECT pg_notify('pgqrs_jobs', f.queue_id::text)
+             FROM found f WHERE f.state <> 'leased'
+           )
+           SELECT f.state AS "state!" FROM found f LEFT JOIN wake ON true
+           LIMIT 1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Cancels a waiting job: it moves to the archive with the outcome `cancelled`. Returns
+/// the state the job was in, as [`job_get`] names it: only a `ready` or `delayed` job was
+/// cancelled, a `leased` one is left to its holder; `None` when there is no such job.
+pub(crate) async fn job_cancel<'c>(
+    db: impl PgExecutor<'c>,
+    id: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"WITH target AS (
+             SELECT j.id,
+                    CASE WHEN j.lease_token IS NOT NULL THEN 'leased'
+                         WHEN j.run_at > now() THEN 'delayed'
+                         ELSE 'ready' END AS state
+             FROM pgqrs.jobs j WHERE j.id = $1
+             FOR UPDATE
+           ),
+           gone AS (
+             DELETE FROM pgqrs.jobs j
+             USING target t
+             WHERE j.id = t.id AND t.state <> 'leased'
+             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+           ),
+           archived AS (
+             INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
+             SELECT id, queue_id, payload, priority, attempts, enqueued_at, 'cancelled' FROM gone
+           )
+           SELECT t.state AS "state!" FROM target t
+           UNION ALL
+           SELECT 'archived' FROM pgqrs.archive a WHERE a.id = $1
+           UNION ALL
+           SELECT 'dead' FROM pgqrs.dead_letters d WHERE d.id = $1
+           LIMIT 1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -7,12 +7,15 @@
 pub(crate) mod dead_letter;
 pub(crate) mod job;
 pub(crate) mod periodic;
+pub(crate) mod pool;
 pub(crate) mod queue;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod signal;
 pub(crate) mod step;
 pub(crate) mod worker;
+
+pub use pool::Db;
 
 /// The embedded schema migrations (`migrations/`), tracked in `pgqrs._sqlx_migrations`.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

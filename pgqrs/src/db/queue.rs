@@ -89,6 +89,43 @@ pub(crate) async fn queue_stats<'c>(
     .await
 }
 
+/// One queue's backlog for metrics (see `sql/queue_depths.sql`).
+#[derive(Debug, Clone)]
+pub(crate) struct QueueDepthRow {
+    pub(crate) name: String,
+    pub(crate) available: i64,
+    pub(crate) scheduled: i64,
+    pub(crate) leased: i64,
+    pub(crate) dead: i64,
+    pub(crate) estimated: bool,
+    pub(crate) oldest_available_at: Option<DateTime<Utc>>,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// The backlog of every queue: counts exact up to `exact_up_to` per queue and state,
+/// estimated from a block sample of about `sample_rows` rows above; with JIT off, in a
+/// transaction of its own (`SET LOCAL`, safe behind a pooler).
+pub(crate) async fn queue_depths(
+    pool: &crate::db::Db,
+    exact_up_to: i64,
+    sample_rows: f64,
+) -> sqlx::Result<Vec<QueueDepthRow>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET LOCAL jit = off")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query_file_as!(
+        QueueDepthRow,
+        "src/db/sql/queue_depths.sql",
+        exact_up_to,
+        sample_rows
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// Pauses or resumes a queue; `false` when it does not exist.
 pub(crate) async fn queue_set_paused<'c>(
     db: impl PgExecutor<'c>,

@@ -415,3 +415,62 @@ pub(crate) async fn run_workflow<'c>(
         .fetch_optional(db)
         .await
 }
+
+/// A run as listed and shown to an operator.
+#[derive(Debug)]
+pub(crate) struct RunRow {
+    pub(crate) id: i64,
+    pub(crate) workflow: String,
+    pub(crate) version: String,
+    pub(crate) status: String,
+    pub(crate) input: serde_json::Value,
+    pub(crate) output: Option<serde_json::Value>,
+    pub(crate) error: Option<String>,
+    pub(crate) wake_at: Option<DateTime<Utc>>,
+    pub(crate) waiting_for: Option<String>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+/// The most recent runs first (by id), optionally only those with `status` and/or of
+/// `workflow`.
+pub(crate) async fn run_list<'c>(
+    db: impl PgExecutor<'c>,
+    status: Option<&str>,
+    workflow: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as!(
+        RunRow,
+        r#"SELECT id, workflow, version, status::text AS "status!", input, output, error,
+                  wake_at, waiting_for, created_at, updated_at, finished_at
+           FROM pgqrs.runs
+           WHERE ($1::text IS NULL OR status::text = $1)
+             AND ($2::text IS NULL OR workflow = $2)
+           ORDER BY id DESC
+           LIMIT $3"#,
+        status,
+        workflow,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One run by id.
+pub(crate) async fn run_get<'c>(
+    db: impl PgExecutor<'c>,
+    run_id: i64,
+) -> sqlx::Result<Option<RunRow>> {
+    sqlx::query_as!(
+        RunRow,
+        r#"SELECT id, workflow, version, status::text AS "status!", input, output, error,
+                  wake_at, waiting_for, created_at, updated_at, finished_at
+           FROM pgqrs.runs
+           WHERE id = $1"#,
+        run_id
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -46,3 +46,29 @@ pub(crate) async fn step_complete<'c>(
     .await?;
     Ok(recorded.is_some())
 }
+
+/// A recorded step, as shown to an operator.
+#[derive(Debug)]
+pub(crate) struct StepRow {
+    pub(crate) seq: i32,
+    pub(crate) name: String,
+    pub(crate) input: serde_json::Value,
+    pub(crate) output: serde_json::Value,
+    pub(crate) attempts: i32,
+    pub(crate) completed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The recorded steps of a run, by sequence number.
+pub(crate) async fn step_list<'c>(
+    db: impl PgExecutor<'c>,
+    run_id: i64,
+) -> sqlx::Result<Vec<StepRow>> {
+    sqlx::query_as!(
+        StepRow,
+        "SELECT seq, name, input, output, attempts, completed_at
+         FROM pgqrs.steps WHERE run_id = $1 ORDER BY seq",
+        run_id
+    )
+    .fetch_all(db)
+    .await
+}

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use crate::db::Db;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ pub(super) struct Identity {
 /// and reaps workers silent for `reap_after`. Leases it could not extend were taken over:
 /// they are marked lost so the handlers learn of it and their results are not recorded.
 pub(super) async fn heartbeat(
-    pool: PgPool,
+    pool: Db,
     worker: Identity,
     holders: Vec<Arc<dyn LeaseHolder>>,
     lease: Duration,
@@ -89,11 +89,7 @@ pub(super) async fn heartbeat(
 
 /// Listens on `pgqrs_jobs` and wakes the loop of the queue named in each notification.
 /// After a lost connection (notifications may have been missed) it wakes every loop.
-pub(super) async fn listen(
-    pool: PgPool,
-    wakers: HashMap<i32, Arc<Notify>>,
-    stop: CancellationToken,
-) {
+pub(super) async fn listen(pool: Db, wakers: HashMap<i32, Arc<Notify>>, stop: CancellationToken) {
     let wake_all = || wakers.values().for_each(|w| w.notify_one());
     let mut listener = None;
     loop {
@@ -141,8 +137,8 @@ pub(super) async fn listen(
     }
 }
 
-async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
+async fn subscribe(pool: &Db) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool.pg()).await?;
     listener.listen(WAKE_CHANNEL).await?;
     Ok(listener)
 }

@@ -79,10 +79,15 @@ pub struct Worker {
     /// it off lets long handlers lose their jobs; it exists to test exactly that.
     #[builder(default = true)]
     heartbeat: bool,
-    /// Wake up on `NOTIFY pgqrs_jobs` (default `true`). Turn it off behind a pooler in
-    /// transaction mode, where LISTEN does not work; polling remains.
-    #[builder(default = true)]
-    listen: bool,
+    /// Wake up on `NOTIFY pgqrs_jobs`. By default the worker listens unless the config
+    /// declares a transaction-mode [`Pooler`](crate::Pooler), where LISTEN does not work;
+    /// polling remains either way.
+    #[builder(default, setter(strip_option))]
+    listen: Option<bool>,
+    /// Listen over this connection instead of the config's (for example a direct or
+    /// session-mode URL next to a transaction-mode pooler). Implies listening.
+    #[builder(default, setter(strip_option))]
+    listen_config: Option<Config>,
     /// How often an idle queue is polled (default 1 s): the wake-up of last resort and the
     /// granularity of delayed jobs.
     #[builder(default = Duration::from_secs(1))]
@@ -160,7 +165,15 @@ impl Worker {
     /// ```
     pub async fn start(self) -> Result<WorkerHandle> {
         self.validate()?;
-        let pool = self.config.pool().await?;
+        let pool = self.config.db().await?;
+        let listen = self
+            .listen
+            .unwrap_or(self.listen_config.is_some() || self.config.get_pooler().supports_listen());
+        let listen_pool = match (&self.listen_config, listen) {
+            (_, false) => None,
+            (Some(config), true) => Some(config.db().await?),
+            (None, true) => Some(pool.clone()),
+        };
         let lease = self
             .visibility_timeout
             .unwrap_or(self.config.get_visibility_timeout());
@@ -208,9 +221,9 @@ impl Worker {
             .iter()
             .map(|q| (q.queue_id, Arc::clone(&q.wake)))
             .collect();
-        if self.listen && !wakers.is_empty() {
+        if let Some(listen_pool) = listen_pool.filter(|_| !wakers.is_empty()) {
             background.spawn(background::listen(
-                pool.clone(),
+                listen_pool,
                 wakers,
                 background_stop.clone(),
             ));

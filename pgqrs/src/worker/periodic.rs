@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::db::Db;
 use chrono::Utc;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
@@ -133,7 +133,7 @@ impl fmt::Debug for Periodic {
 }
 
 /// Sleeps to each tick and tries to enqueue it.
-pub(super) async fn run(pool: PgPool, schedule: Periodic, queue_id: i32, stop: CancellationToken) {
+pub(super) async fn run(pool: Db, schedule: Periodic, queue_id: i32, stop: CancellationToken) {
     loop {
         let now = Utc::now();
         let tick = match schedule.schedule.find_next_occurrence(&now, false) {

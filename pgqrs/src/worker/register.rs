@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::Db;
 use futures::future::BoxFuture;
-use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use super::runner::Runner;
@@ -201,12 +201,12 @@ impl Worker {
     where
         T: Payload,
         H: JobHandler<T>,
-        M: FnOnce(PgPool, Duration) -> Result<Arc<H>> + Send + 'static,
+        M: FnOnce(Db, Duration) -> Result<Arc<H>> + Send + 'static,
     {
         let name = queue.clone();
         let start: StartQueue = Box::new(move |shared, config, worker_id, lease| {
             Box::pin(async move {
-                let pool = config.pool().await?;
+                let pool = config.db().await?;
                 if workflow_queue {
                     db::queue::queue_insert(&pool, &name, db::run::WORKFLOW_QUEUE_MAX_ATTEMPTS)
                         .await?;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::Notify;
@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::options::HandlerOptions;
 use super::{Handled, JobHandler, Shared, Stats};
+use crate::metrics::{self, millis};
 use crate::{Consumer, Error, Job, Nacked, Payload};
 
 /// How a handler run ended.
@@ -26,11 +27,28 @@ enum Outcome {
     Interrupted,
 }
 
+impl Outcome {
+    /// The `outcome` field of the handler's event.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Settled => "settled",
+            Outcome::Failed(_) => "failed",
+            Outcome::Panicked(_) => "panicked",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// A handler run that ended and whose outcome is not recorded yet.
 struct Finished {
     id: i64,
     attempts: i32,
     outcome: Outcome,
+    /// The job's `pgqrs.job` span, for the event that records the outcome.
+    span: tracing::Span,
+    /// How long the handler ran.
+    elapsed: Duration,
 }
 
 /// The loop of one queue. Generic over the payload and handler; the worker sees it only as
@@ -123,16 +141,10 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
             .filter(|f| matches!(f.outcome, Outcome::Succeeded))
             .map(|f| f.id)
             .collect();
-        let span = tracing::debug_span!(
-            "pgqrs.claim",
-            queue = %self.consumer.queue().name,
-            asked = n,
-            acked = done.len()
-        );
+        // The consumer traces the claim (span `pgqrs.claim`) and measures it.
         let claimed = self
             .consumer
             .archive_and_dequeue(&done, "completed", n)
-            .instrument(span)
             .await;
         // Unless the statement failed, it archived them; else they stay for the next try.
         if matches!(claimed, Ok(_) | Err(Error::Decode { .. })) {
@@ -174,8 +186,15 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
         );
         let (id, attempts) = (job.id, job.attempts);
         let handler = Arc::clone(&self.handler);
+        let instruments = self.consumer.instruments();
+        let (handler_duration, failures) = (
+            instruments.handler_duration.clone(),
+            instruments.failed.clone(),
+        );
+        let job_span = span.clone();
         let task = state.running.spawn(
             async move {
+                let started = Instant::now();
                 let run = async move { handler.handle(job).await };
                 let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(Handled::Succeeded) => Outcome::Succeeded,
@@ -183,10 +202,23 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
                     Ok(Handled::Failed(error)) => Outcome::Failed(error),
                     Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
                 };
+                let elapsed = started.elapsed();
+                handler_duration.record(elapsed.as_secs_f64());
+                match &outcome {
+                    Outcome::Failed(error) | Outcome::Panicked(error) => {
+                        failures.increment(1);
+                        tracing::warn!(outcome = outcome.name(), elapsed_ms = millis(elapsed), %error, "handler failed");
+                    }
+                    _ => {
+                        tracing::debug!(outcome = outcome.name(), elapsed_ms = millis(elapsed), "handler finished");
+                    }
+                }
                 Finished {
                     id,
                     attempts,
                     outcome,
+                    span: job_span,
+                    elapsed,
                 }
             }
             .instrument(span),
@@ -209,6 +241,8 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
                 id: running_jobs.remove(&err.id()).unwrap_or_default(),
                 attempts: 0,
                 outcome: Outcome::Interrupted,
+                span: tracing::Span::none(),
+                elapsed: Duration::ZERO,
             },
         }
     }
@@ -225,6 +259,7 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
             let ids: Vec<i64> = settled.iter().map(|f| f.id).collect();
             self.consumer.forget_settled(&ids);
             Stats::add(&stats.succeeded, ids.len());
+            metrics::add(&self.consumer.instruments().completed, ids.len());
         }
         let failed = take(&mut state.finished, |f| {
             !matches!(f.outcome, Outcome::Succeeded | Outcome::Settled)
@@ -249,10 +284,16 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
             match self.consumer.nack_many(&nacks).await {
                 Ok(outcomes) => {
                     let mut lost = Vec::new();
-                    for (id, nacked) in outcomes {
+                    for ((id, nacked), f) in outcomes.into_iter().zip(&failed) {
                         match nacked {
-                            Some(Nacked::Retrying { .. }) => Stats::add(&stats.retried, 1),
-                            Some(Nacked::DeadLettered) => Stats::add(&stats.dead_lettered, 1),
+                            Some(Nacked::Retrying { run_at }) => {
+                                Stats::add(&stats.retried, 1);
+                                tracing::debug!(parent: &f.span, outcome = "retry", %run_at, elapsed_ms = millis(f.elapsed), "job nacked for retry");
+                            }
+                            Some(Nacked::DeadLettered) => {
+                                Stats::add(&stats.dead_lettered, 1);
+                                tracing::warn!(parent: &f.span, outcome = "dead_letter", elapsed_ms = millis(f.elapsed), "job moved to dead letters: out of attempts");
+                            }
                             None => lost.push(id),
                         }
                     }

@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::db::Db;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::PgPool;
 
 use super::exec::{AbortOnDrop, Interrupt, RecordedStep, fingerprint};
 use super::{PoolSource, RunHandle, RunStatus, StepOutput};
@@ -20,7 +20,7 @@ use crate::{Error, Lease, Result};
 /// worker resuming a run. Calling a `#[pgqrs_workflow]` function with it executes the run:
 /// recorded steps return their stored outputs, the others run and are recorded.
 pub struct Workflow {
-    pool: PgPool,
+    pool: Db,
     pub(super) run_id: i64,
     pub(super) job_id: i64,
     pub(super) lease: Lease,
@@ -29,6 +29,8 @@ pub struct Workflow {
     pub(super) version: String,
     /// Executed by its creator, which keeps the lease alive itself (no worker holds it).
     pub(super) direct: bool,
+    /// The delivery of the run's job this execution holds, when known.
+    pub(super) attempt: Option<i32>,
     input: String,
     state: Mutex<ExecState>,
 }
@@ -44,6 +46,10 @@ pub(super) struct ExecState {
     pub(super) interrupt: Option<Interrupt>,
     /// Renews a directly executed run's lease while its body runs.
     pub(super) heartbeat: Option<AbortOnDrop>,
+    /// The span of the current execution of the body (`pgqrs.run`).
+    pub(super) run_span: tracing::Span,
+    /// When the current execution of the body started.
+    pub(super) run_started: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Workflow {
@@ -84,7 +90,7 @@ impl Workflow {
         input: &I,
     ) -> Result<Workflow> {
         let (pool, lease_time) = source.resolve().await?;
-        let input = serde_json::to_string(input).map_err(Error::Encode)?;
+        let input = crate::job::to_json(input)?;
         let created = insert_run(&pool, name, version, &input, Some(lease_time)).await?;
         let token = created.token.ok_or_else(|| {
             Error::Internal("a directly executed run came without a lease".into())
@@ -98,6 +104,7 @@ impl Workflow {
             workflow: name.to_owned(),
             version: version.to_owned(),
             direct: true,
+            attempt: Some(1),
             input,
             state: Mutex::new(ExecState {
                 next_seq: 0,
@@ -107,6 +114,8 @@ impl Workflow {
                 error: None,
                 interrupt: None,
                 heartbeat: None,
+                run_span: tracing::Span::none(),
+                run_started: None,
             }),
         })
     }
@@ -134,7 +143,7 @@ impl Workflow {
         input: &I,
     ) -> Result<RunHandle> {
         let (pool, _) = source.resolve().await?;
-        let input = serde_json::to_string(input).map_err(Error::Encode)?;
+        let input = crate::job::to_json(input)?;
         let created = insert_run(&pool, name, version, &input, None).await?;
         Ok(RunHandle::from_parts(pool, created.run_id))
     }
@@ -143,11 +152,12 @@ impl Workflow {
     /// this process to execute (it then keeps the lease alive itself). `None` when the run
     /// is gone.
     pub(super) async fn resume(
-        pool: PgPool,
+        pool: Db,
         run_id: i64,
         lease: Lease,
         lease_time: Duration,
         direct: bool,
+        attempt: Option<i32>,
     ) -> Result<Option<Workflow>> {
         let job_id = lease.job_id();
         let hold = db::run::RunLease {
@@ -174,6 +184,7 @@ impl Workflow {
             workflow: row.workflow,
             version: row.version,
             direct,
+            attempt,
             input: row.input,
             state: Mutex::new(ExecState {
                 next_seq: 0,
@@ -183,6 +194,8 @@ impl Workflow {
                 error: row.error,
                 interrupt: None,
                 heartbeat: None,
+                run_span: tracing::Span::none(),
+                run_started: None,
             }),
         }))
     }
@@ -256,6 +269,7 @@ impl Workflow {
     /// # Ok(()) }
     /// ```
     pub async fn recv<T: StepOutput>(&self, name: &str) -> Result<T> {
+        check_signal_name(name)?;
         self.check_interrupt()?;
         let seq = self.next_seq();
         let step_name = format!("{RECV_STEP}{name}");
@@ -328,8 +342,9 @@ impl Workflow {
         name: &str,
         value: &T,
     ) -> Result<()> {
+        check_signal_name(name)?;
+        let payload = crate::job::to_json(value)?;
         let (pool, _) = source.resolve().await?;
-        let payload = serde_json::to_string(value).map_err(Error::Encode)?;
         let mut tx = pool.begin().await?;
         let (status, job_id) = db::run::run_lock(&mut tx, run_id)
             .await?
@@ -350,14 +365,15 @@ impl Workflow {
         Ok(())
     }
 
-    /// The pool this run is executed through; steps may use it for their own queries.
+    /// The pool this run is executed through; steps may use it for their own queries
+    /// (it runs them as the config's [`Pooler`](crate::Pooler) requires).
     ///
     /// ```no_run
     /// # async fn demo(ctx: &pgqrs::workflow::Workflow) -> Result<(), sqlx::Error> {
     /// sqlx::query("SELECT 1").execute(ctx.pool()).await?;
     /// # Ok(()) }
     /// ```
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 
@@ -465,6 +481,21 @@ impl Workflow {
     }
 }
 
+/// Longest signal name, in bytes.
+const MAX_SIGNAL_NAME_LEN: usize = 200;
+
+/// Signal names are 1 to 200 bytes of text without control characters (Postgres text
+/// cannot hold NUL); they are only ever sent as bind parameters.
+fn check_signal_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_SIGNAL_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "invalid signal name {:?}: use 1 to {MAX_SIGNAL_NAME_LEN} bytes of text without control characters",
+            name.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
 /// Name of the step a durable sleep records.
 const SLEEP_STEP: &str = "pgqrs::sleep";
 /// Prefix of the steps a `recv` records.
@@ -472,7 +503,7 @@ const RECV_STEP: &str = "pgqrs::recv:";
 
 /// Inserts a run and its job, retrying once if the queue was created concurrently.
 async fn insert_run(
-    pool: &PgPool,
+    pool: &Db,
     name: &str,
     version: &str,
     input: &str,
@@ -484,6 +515,7 @@ async fn insert_run(
         if let Some(created) =
             db::run::run_create(pool, name, version, input, &queue, lease_secs).await?
         {
+            crate::metrics::jobs_enqueued(&queue, 1);
             return Ok(created);
         }
     }

@@ -5,10 +5,10 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use crate::db::Db;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::exec::Interrupt;
 use super::{Workflow, WorkflowFn};
@@ -24,13 +24,13 @@ pub(crate) struct RunJob {
 
 /// Executes runs of `W` from the jobs of its queue.
 pub(crate) struct WorkflowHandler<W> {
-    pool: PgPool,
+    pool: Db,
     lease_time: Duration,
     workflow: PhantomData<fn() -> W>,
 }
 
 impl<W> WorkflowHandler<W> {
-    pub(crate) fn new(pool: PgPool, lease_time: Duration) -> Self {
+    pub(crate) fn new(pool: Db, lease_time: Duration) -> Self {
         WorkflowHandler {
             pool,
             lease_time,
@@ -49,6 +49,7 @@ impl<W: WorkflowFn> JobHandler<RunJob> for WorkflowHandler<W> {
                 job.lease.clone(),
                 lease_time,
                 false,
+                Some(job.attempts),
             )
             .await;
             let ctx = match resumed {
@@ -77,8 +78,14 @@ impl<W: WorkflowFn> JobHandler<RunJob> for WorkflowHandler<W> {
                     .unwrap_or_default();
                 let error = format!("the workflow panicked: {detail}");
                 return match ctx.finish(None, Some(&error)).await {
-                    Ok(()) => Handled::Settled,
-                    Err(err) => Handled::Failed(err.to_string()),
+                    Ok(()) => {
+                        ctx.run_ended("failed");
+                        Handled::Settled
+                    }
+                    Err(err) => {
+                        ctx.run_ended("interrupted");
+                        Handled::Failed(err.to_string())
+                    }
                 };
             }
             let state = ctx.state();
@@ -94,7 +101,7 @@ impl<W: WorkflowFn> JobHandler<RunJob> for WorkflowHandler<W> {
     }
 }
 
-async fn drop_job(pool: &PgPool, job: &Job<RunJob>) -> Handled {
+async fn drop_job(pool: &Db, job: &Job<RunJob>) -> Handled {
     match db::job::job_delete_batch(pool, &[job.id], &[job.lease.token()]).await {
         Ok(_) => Handled::Settled,
         Err(err) => Handled::Failed(err.to_string()),

@@ -4,9 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::RunStatus;
 use super::context::Workflow;
-use super::exec::{AbortOnDrop, StepError, StepOutput};
+use super::exec::{AbortOnDrop, Interrupt, StepError, StepOutput};
 use crate::db;
 use crate::{Error, Result};
 
@@ -74,6 +76,7 @@ impl Workflow {
         }
         self.check_interrupt()?;
         self.state().next_seq = 0;
+        self.run_started();
         Ok(Begin::Run)
     }
 
@@ -87,12 +90,22 @@ impl Workflow {
             state.interrupt.clone()
         };
         if let Some(interrupt) = interrupt {
+            self.run_ended(match interrupt {
+                Interrupt::Suspended(_) => "suspended",
+                Interrupt::Lost(_) => "interrupted",
+            });
             return Err(interrupt.to_error(self.run_id, self.job_id));
         }
-        match outcome {
+        let finished = match outcome {
             Ok(output) => self.finish(Some(output), None).await,
             Err(error) => self.finish(None, Some(error)).await,
-        }
+        };
+        self.run_ended(match (&finished, outcome) {
+            (Ok(()), Ok(_)) => "succeeded",
+            (Ok(()), Err(_)) => "failed",
+            (Err(_), _) => "interrupted",
+        });
+        finished
     }
 
     /// For bindings whose body was cancelled without an outcome: stops renewing the lease,
@@ -100,6 +113,7 @@ impl Workflow {
     #[doc(hidden)]
     pub fn __workflow_abandon(&self) {
         self.state().heartbeat = None;
+        self.run_ended("interrupted");
     }
 
     /// Executes a workflow body on this run: a finished run returns its recorded result,
@@ -131,21 +145,25 @@ impl Workflow {
         }
         // Dropped with this future: a caller that gives up on the run stops renewing it.
         let heartbeat = self.direct.then(|| AbortOnDrop(self.spawn_heartbeat()));
-        let result = body.await;
+        let span = self.run_span();
+        let result = body.instrument(span.clone()).await;
         drop(heartbeat);
-        match result {
-            Ok(output) => {
-                let json =
-                    serde_json::to_string(&output).map_err(|err| E::from(Error::Encode(err)))?;
-                self.__workflow_finish(Ok(&json)).await.map_err(E::from)?;
-                Ok(output)
+        async {
+            match result {
+                Ok(output) => {
+                    let json = crate::job::to_json(&output).map_err(E::from)?;
+                    self.__workflow_finish(Ok(&json)).await.map_err(E::from)?;
+                    Ok(output)
+                }
+                Err(err) => match self.__workflow_finish(Err(&err.to_string())).await {
+                    // Suspended or lost: the body's own error already says so.
+                    Err(Error::Suspended { .. } | Error::LeaseLost { .. }) | Ok(()) => Err(err),
+                    Err(other) => Err(E::from(other)),
+                },
             }
-            Err(err) => match self.__workflow_finish(Err(&err.to_string())).await {
-                // Suspended or lost: the body's own error already says so.
-                Err(Error::Suspended { .. } | Error::LeaseLost { .. }) | Ok(()) => Err(err),
-                Err(other) => Err(E::from(other)),
-            },
         }
+        .instrument(span)
+        .await
     }
 
     /// Ends the run as failed because its stored input no longer decodes.
@@ -153,6 +171,9 @@ impl Workflow {
     pub async fn __fail_input(&self, err: Error) {
         if let Err(finish) = self.finish(None, Some(&err.to_string())).await {
             tracing::warn!(run_id = self.run_id, error = %finish, "could not record the failed run");
+            self.run_ended("interrupted");
+        } else {
+            self.run_ended("failed");
         }
     }
 

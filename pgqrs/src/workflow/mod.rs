@@ -35,6 +35,7 @@ mod context;
 mod exec;
 mod handler;
 mod lifecycle;
+mod observe;
 mod status;
 mod steps;
 mod takeover;
@@ -56,7 +57,7 @@ pub use status::{
 #[doc(hidden)]
 pub use steps::{PendingStep, StepCall};
 
-use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Error, QueueName, Result, db};
+use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Db, Error, QueueName, Result, db};
 
 /// Where workflows find Postgres: a pool (owned or borrowed) or a [`Config`].
 ///
@@ -69,29 +70,41 @@ use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Error, QueueName, Result, db};
 /// ```
 pub trait PoolSource {
     /// The pool, and the lease an executor holds a run under.
-    fn resolve(self) -> impl Future<Output = Result<(PgPool, Duration)>> + Send;
+    fn resolve(self) -> impl Future<Output = Result<(Db, Duration)>> + Send;
 }
 
 impl PoolSource for PgPool {
-    async fn resolve(self) -> Result<(PgPool, Duration)> {
-        Ok((self, DEFAULT_VISIBILITY_TIMEOUT))
+    async fn resolve(self) -> Result<(Db, Duration)> {
+        Ok((Db::from(self), DEFAULT_VISIBILITY_TIMEOUT))
     }
 }
 
 impl PoolSource for &PgPool {
-    async fn resolve(self) -> Result<(PgPool, Duration)> {
+    async fn resolve(self) -> Result<(Db, Duration)> {
+        Ok((Db::from(self.clone()), DEFAULT_VISIBILITY_TIMEOUT))
+    }
+}
+
+impl PoolSource for Db {
+    async fn resolve(self) -> Result<(Db, Duration)> {
+        Ok((self, DEFAULT_VISIBILITY_TIMEOUT))
+    }
+}
+
+impl PoolSource for &Db {
+    async fn resolve(self) -> Result<(Db, Duration)> {
         Ok((self.clone(), DEFAULT_VISIBILITY_TIMEOUT))
     }
 }
 
 impl PoolSource for &Config {
-    async fn resolve(self) -> Result<(PgPool, Duration)> {
-        Ok((self.pool().await?, self.get_visibility_timeout()))
+    async fn resolve(self) -> Result<(Db, Duration)> {
+        Ok((self.db().await?, self.get_visibility_timeout()))
     }
 }
 
 impl PoolSource for Config {
-    async fn resolve(self) -> Result<(PgPool, Duration)> {
+    async fn resolve(self) -> Result<(Db, Duration)> {
         (&self).resolve().await
     }
 }
@@ -112,7 +125,7 @@ pub(crate) fn queue_name(workflow: &str) -> Result<String> {
 }
 
 /// The id of the queue that drives runs of `workflow`, created if needed.
-pub(crate) async fn ensure_queue(pool: &PgPool, workflow: &str) -> Result<i32> {
+pub(crate) async fn ensure_queue(pool: &Db, workflow: &str) -> Result<i32> {
     let name = queue_name(workflow)?;
     for _ in 0..3 {
         if let Some(queue) = db::queue::queue_get(pool, &name).await? {

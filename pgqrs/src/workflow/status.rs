@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::db::Db;
 use serde::de::DeserializeOwned;
-use sqlx::PgPool;
 
 use super::PoolSource;
 use crate::db;
@@ -99,12 +99,12 @@ impl FromStr for RunStatus {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RunHandle {
-    pool: PgPool,
+    pool: Db,
     run_id: i64,
 }
 
 impl RunHandle {
-    pub(crate) fn from_parts(pool: PgPool, run_id: i64) -> Self {
+    pub(crate) fn from_parts(pool: Db, run_id: i64) -> Self {
         RunHandle { pool, run_id }
     }
 

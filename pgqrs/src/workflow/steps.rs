@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::context::Workflow;
 use super::exec::{JSON_FINGERPRINT, RecordedStep, StepMeta, StepOutput, fingerprint};
+use super::observe::StepObs;
 use crate::db;
 use crate::db::step::NewStep;
 use crate::{Error, Result};
@@ -27,9 +28,10 @@ pub enum StepCall<T> {
 #[derive(Debug)]
 pub struct PendingStep {
     seq: i32,
-    name: Cow<'static, str>,
     input: Value,
     attempts: u32,
+    /// The step's name, span and start; counts the step failed if it is dropped unrecorded.
+    obs: StepObs,
 }
 
 impl PendingStep {
@@ -60,12 +62,14 @@ enum Begun {
 impl Workflow {
     /// Takes the next sequence number for step `name` called with `input`.
     fn begin_step(&self, name: Cow<'static, str>, input: Value) -> Result<Begun> {
+        crate::job::check_storable(&input)?;
         self.check_interrupt()?;
         let seq = self.next_seq();
         if let Some(step) = self.recorded(seq) {
             if step.name != name || step.input != input {
                 return Err(self.diverged(seq, &step, &format!("{name}({input})")));
             }
+            self.step_replayed(&name, seq);
             return Ok(Begun::Recorded(seq, step));
         }
         if self.lease.is_lost() {
@@ -73,9 +77,9 @@ impl Workflow {
         }
         Ok(Begun::Run(PendingStep {
             seq,
-            name,
             input,
             attempts: 1,
+            obs: self.step_started(name, seq),
         }))
     }
 
@@ -86,12 +90,13 @@ impl Workflow {
         output: Value,
         fingerprint: String,
     ) -> Result<()> {
+        crate::job::check_storable(&output)?;
         let recorded = db::step::step_complete(
             self.pool(),
             &NewStep {
                 lease: self.hold(),
                 seq: step.seq,
-                name: &step.name,
+                name: &step.obs.name,
                 input: &step.input.to_string(),
                 output: &output.to_string(),
                 fingerprint: &fingerprint,
@@ -107,12 +112,13 @@ impl Workflow {
             step.seq,
             RecordedStep {
                 seq: step.seq,
-                name: step.name.into_owned(),
+                name: step.obs.name.to_string(),
                 input: step.input,
                 output,
                 fingerprint,
             },
         );
+        step.obs.completed();
         Ok(())
     }
 

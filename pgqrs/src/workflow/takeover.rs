@@ -33,6 +33,7 @@ impl Workflow {
                 job.lease.clone(),
                 lease_time,
                 true,
+                Some(job.attempts),
             )
             .await?;
             match resumed {
@@ -78,7 +79,7 @@ impl Workflow {
             });
         };
         let lease = Lease::new(job_id, token);
-        Self::resume(pool, run_id, lease, lease_time, true)
+        Self::resume(pool, run_id, lease, lease_time, true, None)
             .await?
             .ok_or(Error::RunNotFound { run_id })
     }

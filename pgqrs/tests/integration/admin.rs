@@ -34,6 +34,7 @@ async fn concurrent_installs_all_succeed(pool: PgPool) -> pgqrs::Result<()> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn queues_are_created_once_listed_and_deleted(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, admin) = setup(pool.clone(), &[]).await;
     let tasks = admin.create_queue("tasks").await?;
     assert_eq!(tasks.max_attempts, pgqrs::DEFAULT_MAX_ATTEMPTS);
@@ -97,6 +98,7 @@ async fn queues_are_created_once_listed_and_deleted(pool: PgPool) -> pgqrs::Resu
 
 #[sqlx::test(migrations = "../migrations")]
 async fn stats_count_each_state(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, admin) = setup(pool, &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let consumer = Consumer::new(&config, "tasks").await?;

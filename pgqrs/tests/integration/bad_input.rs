@@ -217,3 +217,266 @@ async fn schema_version_drift_is_reported_with_a_hint(pool: PgPool) -> pgqrs::Re
     }
     Ok(())
 }
+
+/// Row counts of every pgqrs table: what "nothing was written" is checked against.
+async fn row_counts(pool: &PgPool) -> Vec<(String, i64)> {
+    let tables = [
+        "queues",
+        "jobs",
+        "archive",
+        "dead_letters",
+        "runs",
+        "steps",
+        "signals",
+        "workers",
+        "periodic_ticks",
+    ];
+    let mut counts = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT count(*) FROM pgqrs.{table}");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        counts.push((table.to_owned(), n));
+    }
+    counts
+}
+
+fn hostile_names(long: &str) -> Vec<&str> {
+    vec![
+        "",
+        "Report",
+        "report'; DROP TABLE pgqrs.runs; --",
+        "report\"",
+        "report;",
+        "rapport-été",
+        "🦀",
+        "a b",
+        "pgqrs.runs",
+        "report\0",
+        "x".repeat(61).leak(),
+        long,
+    ]
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hostile_workflow_names_are_rejected_and_write_nothing(pool: PgPool) -> pgqrs::Result<()> {
+    use pgqrs::workflow::Workflow;
+
+    let (config, _admin) = setup(pool.clone(), &[]).await;
+    let before = row_counts(&pool).await;
+    let long = "w".repeat(10_000);
+    for name in hostile_names(&long) {
+        let is_invalid = |r: pgqrs::Result<()>| match r {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.starts_with("invalid workflow name"), "{message}");
+                assert!(message.len() < 300, "the name is shortened: {message}");
+                true
+            }
+            _ => false,
+        };
+        assert!(
+            is_invalid(Workflow::create(&pool, name, &1).await.map(|_| ())),
+            "{name:?}"
+        );
+        assert!(
+            is_invalid(Workflow::enqueue(&config, name, &1).await.map(|_| ())),
+            "{name:?}"
+        );
+        assert!(
+            is_invalid(Workflow::claim_next(&config, name).await.map(|_| ())),
+            "{name:?}"
+        );
+    }
+    assert_eq!(row_counts(&pool).await, before, "nothing written");
+    // A valid name still works, and 60 characters is the limit.
+    Workflow::enqueue(&config, &"x".repeat(60), &1).await?;
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hostile_signal_names_and_payloads_are_rejected_and_write_nothing(
+    pool: PgPool,
+) -> pgqrs::Result<()> {
+    use pgqrs::workflow::Workflow;
+
+    let (config, _admin) = setup(pool.clone(), &[]).await;
+    let run = Workflow::enqueue(&config, "report", &1).await?;
+    let before = row_counts(&pool).await;
+    let long = "s".repeat(10_000);
+    for name in ["", "go\0", "go\n", long.as_str()] {
+        match Workflow::send(&pool, run.run_id(), name, &true).await {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.starts_with("invalid signal name"), "{message}")
+            }
+            other => panic!("{name:?}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    // Quotes, semicolons and unicode are just text: they are sent as parameters.
+    let odd = "go'; DROP TABLE pgqrs.signals; -- 🦀";
+    Workflow::send(&pool, run.run_id(), odd, &true).await?;
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM pgqrs.signals")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(names, vec![odd.to_owned()]);
+    sqlx::query("DELETE FROM pgqrs.signals")
+        .execute(&pool)
+        .await?;
+
+    // Payloads jsonb cannot store are refused before anything is written.
+    let nul = json!({"text": "a\0b"});
+    assert!(matches!(
+        Workflow::send(&pool, run.run_id(), "go", &nul).await,
+        Err(Error::Encode(_))
+    ));
+    assert!(matches!(
+        Workflow::enqueue(&config, "report", &nul).await,
+        Err(Error::Encode(_))
+    ));
+    assert!(matches!(
+        Workflow::create(&pool, "report", &nul).await,
+        Err(Error::Encode(_))
+    ));
+    assert_eq!(row_counts(&pool).await, before, "nothing written");
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn huge_and_invalid_payloads_are_rejected_and_write_nothing(
+    pool: PgPool,
+) -> pgqrs::Result<()> {
+    use std::collections::HashMap;
+
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    let before = row_counts(&pool).await;
+
+    // Over the default limit (1 MiB).
+    let huge = json!({ "blob": "x".repeat(pgqrs::DEFAULT_MAX_PAYLOAD_BYTES) });
+    match producer.enqueue(&huge).await {
+        Err(err @ Error::PayloadTooLarge { .. }) => {
+            assert!(err.to_string().contains("max_payload_bytes"), "{err}")
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    match producer.enqueue_batch(&[json!(1), json!(2), huge]).await {
+        Err(Error::PayloadTooLarge { .. }) => {}
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+
+    // Not representable as JSON, or not storable in jsonb.
+    #[derive(Serialize, Deserialize, Job)]
+    #[pgqrs(queue = "tasks")]
+    struct Unkeyed {
+        map: HashMap<(u8, u8), u8>,
+    }
+    let unkeyed = Unkeyed {
+        map: HashMap::from([((1, 2), 3)]),
+    };
+    let typed = Producer::<Unkeyed>::typed(&config).await?;
+    assert!(matches!(
+        pgqrs::workflow::Workflow::enqueue(&config, "report", &unkeyed).await,
+        Err(Error::Encode(_))
+    ));
+    match typed.enqueue(&unkeyed).await {
+        Err(err @ Error::Encode(_)) => {
+            assert!(
+                err.to_string()
+                    .starts_with("payload does not serialize to JSON"),
+                "{err}"
+            )
+        }
+        other => panic!("expected Encode, got {other:?}"),
+    }
+    for bad in [
+        json!("nul \0 inside"),
+        json!({"k\0": 1}),
+        json!([1, {"a": "\0"}]),
+    ] {
+        match producer.enqueue(&bad).await {
+            Err(err @ Error::Encode(_)) => assert!(err.to_string().contains("NUL"), "{err}"),
+            other => panic!("{bad}: expected Encode, got {other:?}"),
+        }
+        assert!(matches!(
+            producer.enqueue_batch(&[json!(1), bad]).await,
+            Err(Error::Encode(_))
+        ));
+    }
+    assert_eq!(row_counts(&pool).await, before, "nothing written");
+
+    // What does fit goes through intact, odd characters included.
+    let odd = json!({"q": "it's \"quoted\"; DROP TABLE pgqrs.jobs; --", "u": "🦀 \u{202e} é", "esc": "\\u0000"});
+    producer.enqueue(&odd).await?;
+    let stored: serde_json::Value = sqlx::query_scalar("SELECT payload FROM pgqrs.jobs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(stored, odd);
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn malformed_dsns_are_clear_errors_without_the_password(pool: PgPool) -> pgqrs::Result<()> {
+    let secret = "s3cr3t-pw";
+    let malformed = [
+        String::new(),
+        "garbage".into(),
+        format!("postgres://u:{secret}@host:notaport/db"),
+        format!("postgres://u:{secret}@host:99999/db"),
+        format!("postgresql://u:{secret}@[::1/db"),
+        format!("mysql://u:{secret}@host/db"),
+        format!("postgres://u:{secret}@host/db?sslmode=sometimes"),
+        format!("postgres://u:{secret}@host/db?port=x"),
+    ];
+    for dsn in &malformed {
+        match Config::from_dsn(dsn) {
+            Err(err @ Error::InvalidDsn { .. }) => {
+                let shown = format!("{err} {err:?}");
+                assert!(!shown.contains(secret), "{dsn}: {shown}");
+                assert!(shown.starts_with("invalid DSN: "), "{dsn}: {shown}");
+            }
+            other => panic!("{dsn:?}: expected InvalidDsn, got {other:?}"),
+        }
+    }
+
+    // Well-formed but unreachable: the connection error does not show it either.
+    let unreachable = format!("postgres://u:{secret}@127.0.0.1:1/db");
+    let config = Config::from_dsn(&unreachable)?.acquire_timeout(std::time::Duration::from_secs(2));
+    assert!(!format!("{config:?}").contains(secret));
+    match Admin::new(&config).await {
+        Err(err) => {
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        Ok(_) => panic!("connected to port 1?"),
+    }
+    drop(pool);
+    Ok(())
+}
+
+#[pgqrs::pgqrs_step]
+async fn nul_output(ctx: &pgqrs::workflow::Workflow) -> anyhow::Result<String> {
+    Ok("a\0b".into())
+}
+
+#[pgqrs::pgqrs_workflow]
+async fn nul_flow(ctx: &pgqrs::workflow::Workflow, _n: u32) -> anyhow::Result<String> {
+    nul_output(ctx).await
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_step_output_jsonb_cannot_store_fails_the_run_cleanly(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use pgqrs::workflow::{RunStatus, Workflow};
+
+    let workflow = Workflow::create(&pool, "nul_flow", &1).await?;
+    let err = nul_flow(&workflow, 1).await.unwrap_err();
+    assert!(format!("{err:#}").contains("NUL"), "{err:#}");
+    assert_eq!(workflow.handle().status().await?, RunStatus::Failed);
+    let steps: i64 = sqlx::query_scalar("SELECT count(*) FROM pgqrs.steps")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(steps, 0, "nothing recorded half-way");
+    Ok(())
+}

@@ -11,6 +11,7 @@ use crate::common::config_with_pool_size;
 
 #[sqlx::test(migrations = "../migrations")]
 async fn unique_keys_hold_under_eight_concurrent_producers(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 10).await;
     Admin::new(&config).await?.create_queue("tasks").await?;
     let mut producers = Vec::new();
@@ -83,6 +84,7 @@ async fn unique_keys_hold_under_eight_concurrent_producers(pool: PgPool) -> pgqr
 async fn a_periodic_schedule_enqueues_once_per_tick_across_workers(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 10).await;
     Admin::new(&config).await?.create_queue("ticks").await?;
     let every_second = Periodic::new(

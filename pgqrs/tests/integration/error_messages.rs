@@ -15,6 +15,14 @@ fn error_messages_read_as_advice() {
             expected: 2,
             hint: "run `Admin::install()` to apply the pending migrations",
         },
+        Error::SchemaDrift {
+            differences: vec![
+                "missing index jobs_runnable".into(),
+                "unexpected column jobs.note: text".into(),
+                "changed table jobs: expected `options (fillfactor=85)`, found `options (fillfactor=100)`".into(),
+                "missing trigger runs.runs_status_transition".into(),
+            ],
+        },
         Error::QueueNotFound {
             queue: "emails".into(),
         },
@@ -23,6 +31,8 @@ fn error_messages_read_as_advice() {
         Error::LeaseLost {
             job_ids: vec![7, 9],
         },
+        Error::JobNotFound { id: 7 },
+        Error::JobLeased { id: 7 },
         Error::Decode {
             id: 7,
             queue: "emails".into(),

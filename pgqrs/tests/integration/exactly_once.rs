@@ -20,6 +20,7 @@ struct Tally {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn eight_consumers_drain_20k_jobs_exactly_once(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, CONSUMERS as u32 + 2).await;
     Admin::new(&config).await?.create_queue("tasks").await?;
     let producer = Producer::new(&config, "tasks").await?;

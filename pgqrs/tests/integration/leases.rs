@@ -23,6 +23,7 @@ fn lost_ids(result: pgqrs::Result<impl std::fmt::Debug>) -> Vec<i64> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn expired_lease_is_redelivered_with_its_count(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, _admin) = setup(pool, &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let first = Consumer::new(&config, "tasks")
@@ -53,6 +54,7 @@ async fn expired_lease_is_redelivered_with_its_count(pool: PgPool) -> pgqrs::Res
 async fn stale_holder_gets_lease_lost_even_with_its_own_token_in_hand(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let stale = Consumer::new(&config, "tasks")
@@ -91,6 +93,7 @@ async fn stale_holder_gets_lease_lost_even_with_its_own_token_in_hand(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn extend_keeps_a_job_from_redelivery(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, _admin) = setup(pool, &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let holder = Consumer::new(&config, "tasks")
@@ -115,6 +118,7 @@ async fn extend_keeps_a_job_from_redelivery(pool: PgPool) -> pgqrs::Result<()> {
 async fn nack_retries_then_max_attempts_dead_letters_then_redrive(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, admin) = setup(pool, &[]).await;
     admin
         .create_queue_with("fragile", QueueOptions::builder().max_attempts(3).build())
@@ -169,6 +173,7 @@ async fn nack_retries_then_max_attempts_dead_letters_then_redrive(
 async fn expired_leases_past_max_attempts_are_dead_lettered_at_claim(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, admin) = setup(pool, &[]).await;
     admin
         .create_queue_with("crashy", QueueOptions::builder().max_attempts(2).build())
@@ -209,6 +214,7 @@ async fn expired_leases_past_max_attempts_are_dead_lettered_at_claim(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn consumer_initiated_dead_letter_and_purge(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let (config, admin) = setup(pool, &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
     let consumer = Consumer::new(&config, "tasks").await?;

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgqrs::Db;
 use pgqrs::workflow::{RunStatus, Workflow};
-use pgqrs::{Config, Error, pgqrs_step, pgqrs_workflow};
+use pgqrs::{Error, pgqrs_step, pgqrs_workflow};
 use sqlx::PgPool;
 
 use crate::workflow::{effect, effects, pgqrs_error, with_effects};
@@ -34,7 +35,7 @@ async fn count_rows(ctx: &Workflow, key: &str) -> anyhow::Result<usize> {
     slow_count(ctx, rows).await
 }
 
-async fn setup(pool: &PgPool) {
+async fn setup(pool: &Db) {
     with_effects(pool).await;
     sqlx::raw_sql("CREATE TABLE hang (x int); INSERT INTO hang VALUES (1)")
         .execute(pool)
@@ -46,8 +47,9 @@ async fn setup(pool: &PgPool) {
 async fn a_dead_executors_run_is_taken_over_once_its_lease_runs_out(
     pool: PgPool,
 ) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     setup(&pool).await;
-    let config = Config::from_pool(pool.clone()).visibility_timeout(Duration::from_millis(500));
+    let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(500));
     let first = Arc::new(Workflow::create(&config, "count_rows", &"orders").await?);
     let run_id = first.run_id();
     let executing = tokio::spawn({
@@ -106,9 +108,10 @@ async fn a_dead_executors_run_is_taken_over_once_its_lease_runs_out(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn claim_next_hands_out_each_waiting_run_once(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     setup(&pool).await;
     sqlx::query("DELETE FROM hang").execute(&pool).await?;
-    let config = Config::from_pool(pool.clone());
+    let config = crate::common::config(&pool);
     let mut runs = Vec::new();
     for key in ["a", "b", "c"] {
         runs.push(Workflow::enqueue(&config, "count_rows", &key).await?);

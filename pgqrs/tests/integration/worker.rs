@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pgqrs::Db;
 use pgqrs::{
     Admin, Backoff, Config, Consumer, HandlerOptions, Job, Producer, QueueOptions, Worker,
     WorkerHandle,
@@ -31,18 +32,18 @@ async fn enqueue_work(config: &Config, count: u32) -> pgqrs::Result<Vec<i64>> {
         .collect())
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+async fn count(pool: &Db, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
 /// A config with its own pool over the test database, which has the queue `work`.
-async fn work_queue(pool: &PgPool) -> pgqrs::Result<Config> {
+async fn work_queue(pool: &Db) -> pgqrs::Result<Config> {
     let config = config_with_pool_size(pool, 6).await;
     Admin::new(&config).await?.create_queue("work").await?;
     Ok(config)
 }
 
-async fn wait_for_archived(pool: &PgPool, jobs: i64, timeout: Duration) {
+async fn wait_for_archived(pool: &Db, jobs: i64, timeout: Duration) {
     wait_until(timeout, || async {
         count(pool, "SELECT count(*) FROM pgqrs.archive").await == jobs
     })
@@ -59,6 +60,7 @@ fn fast_backoff() -> Backoff {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let ids = enqueue_work(&config, 200).await?;
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -112,6 +114,7 @@ async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn failures_back_off_then_dead_letter_with_the_last_error(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 6).await;
     let admin = Admin::new(&config).await?;
     admin
@@ -150,6 +153,7 @@ async fn failures_back_off_then_dead_letter_with_the_last_error(pool: PgPool) ->
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     enqueue_work(&config, 10).await?;
     let options = HandlerOptions::builder().backoff(fast_backoff()).build();
@@ -180,6 +184,7 @@ async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgq
 
 #[sqlx::test(migrations = "../migrations")]
 async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     enqueue_work(&config, 1).await?;
     let worker = Worker::builder()
@@ -210,6 +215,7 @@ async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
 async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let worker = Worker::builder()
@@ -252,6 +258,7 @@ async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_handler_is_told_when_its_lease_is_lost(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let told = Arc::new(AtomicUsize::new(0));
@@ -323,6 +330,7 @@ async fn slow_worker(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let ids = enqueue_work(&config, 300).await?;
     let executions = Arc::new(Mutex::new(Vec::new()));
@@ -366,6 +374,7 @@ async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pg
 
 #[sqlx::test(migrations = "../migrations")]
 async fn shutdown_timeout_aborts_and_hands_the_job_back(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
     let worker = Worker::builder()
@@ -407,6 +416,7 @@ async fn shutdown_timeout_aborts_and_hands_the_job_back(pool: PgPool) -> pgqrs::
 
 #[sqlx::test(migrations = "../migrations")]
 async fn paused_queues_are_not_claimed_until_resumed(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 6).await;
     let admin = Admin::new(&config).await?;
     admin.create_queue("work").await?;
@@ -415,6 +425,8 @@ async fn paused_queues_are_not_claimed_until_resumed(pool: PgPool) -> pgqrs::Res
     let worker = Worker::builder()
         .config(config.clone())
         .poll_interval(Duration::from_secs(30))
+        // Through a transaction-mode pooler LISTEN needs its own direct connection.
+        .listen_config(crate::common::direct_config(&pool))
         .build()
         .handle(|_job: Job<Work>| async { Ok::<(), String>(()) })
         .start()
@@ -436,6 +448,7 @@ async fn paused_queues_are_not_claimed_until_resumed(pool: PgPool) -> pgqrs::Res
 
 #[sqlx::test(migrations = "../migrations")]
 async fn global_concurrency_caps_all_workers_together(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 12).await;
     let admin = Admin::new(&config).await?;
     admin.create_queue("work").await?;
@@ -483,6 +496,7 @@ async fn global_concurrency_caps_all_workers_together(pool: PgPool) -> pgqrs::Re
 async fn the_registry_reaps_silent_workers_and_accepts_a_reused_name(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 6).await;
     let admin = Admin::new(&config).await?;
     admin.create_queue("work").await?;
@@ -528,6 +542,7 @@ async fn the_registry_reaps_silent_workers_and_accepts_a_reused_name(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_idle_worker_is_quiet(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let worker = Worker::builder()
         .config(config.clone())
@@ -557,6 +572,7 @@ async fn an_idle_worker_is_quiet(pool: PgPool) -> pgqrs::Result<()> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn bad_worker_setups_are_refused(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = config_with_pool_size(&pool, 2).await;
     Admin::new(&config).await?.create_queue("work").await?;
     let ok = |_job: Job<Work>| async { Ok::<(), String>(()) };
@@ -598,6 +614,7 @@ async fn bad_worker_setups_are_refused(pool: PgPool) -> pgqrs::Result<()> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn cancelling_the_token_shuts_the_worker_down(pool: PgPool) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     enqueue_work(&config, 50).await?;
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use pgqrs::Db;
 use pgqrs::workflow::{RunState, RunStatus, Workflow, WorkflowFn};
-use pgqrs::{Config, Error, Worker, WorkerHandle, pgqrs_step, pgqrs_workflow};
+use pgqrs::{Error, Worker, WorkerHandle, pgqrs_step, pgqrs_workflow};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -21,14 +22,14 @@ pub(crate) async fn effect(ctx: &Workflow, step: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn with_effects(pool: &PgPool) {
+pub(crate) async fn with_effects(pool: &Db) {
     sqlx::query("CREATE TABLE effects (step text NOT NULL, run_id bigint NOT NULL)")
         .execute(pool)
         .await
         .unwrap();
 }
 
-pub(crate) async fn effects(pool: &PgPool, step: &str) -> i64 {
+pub(crate) async fn effects(pool: &Db, step: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM effects WHERE step = $1")
         .bind(step)
         .fetch_one(pool)
@@ -41,9 +42,9 @@ pub(crate) fn pgqrs_error(err: &anyhow::Error) -> &Error {
         .unwrap_or_else(|| panic!("not a pgqrs error: {err:#}"))
 }
 
-async fn start_worker<W: WorkflowFn>(pool: &PgPool, lease: Duration) -> WorkerHandle {
+async fn start_worker<W: WorkflowFn>(pool: &Db, lease: Duration) -> WorkerHandle {
     Worker::builder()
-        .config(Config::from_pool(pool.clone()))
+        .config(crate::common::config(pool))
         .visibility_timeout(lease)
         .poll_interval(Duration::from_millis(100))
         .build()
@@ -70,6 +71,7 @@ async fn twice(ctx: &Workflow, start: i64) -> anyhow::Result<Vec<i64>> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn one_step_called_twice_is_two_steps(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
     let workflow = Workflow::create(&pool, "twice", &10).await?;
     assert_eq!(twice(&workflow, 10).await?, vec![11, 101]);
@@ -135,8 +137,9 @@ async fn pipeline(ctx: &Workflow, key: &str) -> anyhow::Result<String> {
 async fn resumed_runs_replay_recorded_steps_without_running_them(
     pool: PgPool,
 ) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
-    let config = Config::from_pool(pool.clone()).visibility_timeout(Duration::from_millis(600));
+    let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(600));
 
     // 1. A step fails: the run fails, its first two steps recorded.
     let workflow = Workflow::create(&config, "pipeline", &"k1").await?;
@@ -182,12 +185,13 @@ async fn resumed_runs_replay_recorded_steps_without_running_them(
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_dropped_direct_execution_is_resumed_by_a_worker(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
     // Attempt 1 of publish fails fast; make it count as done so attempt 2 hangs.
     sqlx::query("INSERT INTO effects VALUES ('publish', 0)")
         .execute(&pool)
         .await?;
-    let config = Config::from_pool(pool.clone()).visibility_timeout(Duration::from_millis(600));
+    let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(600));
     let workflow = Workflow::create(&config, "pipeline", &"key").await?;
     // The caller gives up (as if it crashed) while the third step hangs.
     let gave_up =
@@ -216,8 +220,9 @@ async fn a_dropped_direct_execution_is_resumed_by_a_worker(pool: PgPool) -> anyh
 async fn of_two_executors_one_wins_and_the_other_loses_its_lease(
     pool: PgPool,
 ) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
-    let config = Config::from_pool(pool.clone()).visibility_timeout(Duration::from_millis(300));
+    let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(300));
     let stale = Workflow::create(&config, "twice", &1).await?;
     tokio::time::sleep(Duration::from_millis(500)).await; // its lease runs out unused
 
@@ -262,6 +267,7 @@ async fn napper(ctx: &Workflow, secs: u64) -> anyhow::Result<u32> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_durable_sleep_survives_a_worker_restart(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
     let run = <napper as WorkflowFn>::enqueue(&pool, &2).await?;
     let first = start_worker::<napper>(&pool, Duration::from_secs(5)).await;
@@ -309,6 +315,7 @@ async fn approval(ctx: &Workflow, document: String) -> anyhow::Result<String> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn signals_wake_a_waiting_run_once_each(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let run = <approval as WorkflowFn>::enqueue(&pool, &"contract".to_string()).await?;
     // One signal before the run even starts waiting, one while it waits.
     Workflow::send(
@@ -354,6 +361,7 @@ async fn signals_wake_a_waiting_run_once_each(pool: PgPool) -> anyhow::Result<()
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_run_stops_and_can_be_retried(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
     let run = <napper as WorkflowFn>::enqueue(&pool, &3600).await?;
     let worker = start_worker::<napper>(&pool, Duration::from_secs(5)).await;
@@ -453,6 +461,7 @@ async fn scoring_v2(ctx: &Workflow) -> anyhow::Result<i32> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_changed_step_output_type_is_detected_not_misread(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let workflow = Workflow::create(&pool, "scoring", &()).await?;
     assert!(scoring_v1(&workflow).await.is_err());
     let RunState::Failed(failed) = workflow.handle().state().await? else {
@@ -491,6 +500,7 @@ async fn versioned_v3(_ctx: &Workflow) -> anyhow::Result<u32> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn runs_of_another_version_are_detected(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     let workflow = <versioned_v2 as WorkflowFn>::create(&pool, &()).await?;
     let err = versioned_v3(&workflow).await.unwrap_err();
     match pgqrs_error(&err) {
@@ -541,6 +551,7 @@ async fn retrying(ctx: &Workflow, give_up: bool) -> anyhow::Result<String> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn steps_retry_with_backoff_as_their_attribute_says(pool: PgPool) -> anyhow::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
     with_effects(&pool).await;
     let started = std::time::Instant::now();
     let workflow = Workflow::create(&pool, "retrying", &false).await?;
