@@ -35,6 +35,20 @@ impl From<pgqrs::Error> for CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // The library's advice names its API; on the command line, name the command.
+            CliError::Pgqrs(pgqrs::Error::NotInstalled) => f.write_str(
+                "pgqrs is not installed in this database: run `pgqrs install` (it is idempotent)",
+            ),
+            CliError::Pgqrs(pgqrs::Error::QueueNotFound { queue }) => write!(
+                f,
+                "queue `{queue}` does not exist: create it with `pgqrs queue create {queue}`"
+            ),
+            CliError::Pgqrs(pgqrs::Error::SchemaVersion {
+                found, expected, ..
+            }) if found < expected => write!(
+                f,
+                "the pgqrs schema is at migration {found}, this build expects {expected}: run `pgqrs migrate`"
+            ),
             CliError::Pgqrs(err) => write!(f, "{err}"),
             CliError::Usage(message) | CliError::Output(message) => f.write_str(message),
         }
