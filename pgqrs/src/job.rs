@@ -171,6 +171,21 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> crate::Result<String>
     Ok(json)
 }
 
+/// [`to_json`], refusing with `Error::PayloadTooLarge` a result over `limit` bytes.
+pub(crate) fn to_json_within<T: Serialize + ?Sized>(
+    value: &T,
+    limit: usize,
+) -> crate::Result<String> {
+    let json = to_json(value)?;
+    if json.len() > limit {
+        return Err(crate::Error::PayloadTooLarge {
+            size: json.len(),
+            limit,
+        });
+    }
+    Ok(json)
+}
+
 /// [`to_json`]'s check for a value already in `serde_json::Value` form (step inputs and
 /// outputs): `Error::Encode` when a string or key holds the NUL character.
 pub(crate) fn check_storable(value: &serde_json::Value) -> crate::Result<()> {

@@ -296,14 +296,7 @@ impl<T: Payload> Producer<T> {
     }
 
     fn encode(&self, payload: &T) -> Result<String> {
-        let json = crate::job::to_json(payload)?;
-        if json.len() > self.max_payload_bytes {
-            return Err(Error::PayloadTooLarge {
-                size: json.len(),
-                limit: self.max_payload_bytes,
-            });
-        }
-        Ok(json)
+        crate::job::to_json_within(payload, self.max_payload_bytes)
     }
 }
 

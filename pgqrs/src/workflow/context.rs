@@ -89,8 +89,8 @@ impl Workflow {
         version: &str,
         input: &I,
     ) -> Result<Workflow> {
+        let input = crate::job::to_json_within(input, source.max_payload_bytes())?;
         let (pool, lease_time) = source.resolve().await?;
-        let input = crate::job::to_json(input)?;
         let created = insert_run(&pool, name, version, &input, Some(lease_time)).await?;
         let token = created.token.ok_or_else(|| {
             Error::Internal("a directly executed run came without a lease".into())
@@ -142,8 +142,8 @@ impl Workflow {
         version: &str,
         input: &I,
     ) -> Result<RunHandle> {
+        let input = crate::job::to_json_within(input, source.max_payload_bytes())?;
         let (pool, _) = source.resolve().await?;
-        let input = crate::job::to_json(input)?;
         let created = insert_run(&pool, name, version, &input, None).await?;
         Ok(RunHandle::from_parts(pool, created.run_id))
     }
@@ -343,7 +343,7 @@ impl Workflow {
         value: &T,
     ) -> Result<()> {
         check_signal_name(name)?;
-        let payload = crate::job::to_json(value)?;
+        let payload = crate::job::to_json_within(value, source.max_payload_bytes())?;
         let (pool, _) = source.resolve().await?;
         let mut tx = pool.begin().await?;
         let (status, job_id) = db::run::run_lock(&mut tx, run_id)

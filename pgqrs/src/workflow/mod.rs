@@ -57,7 +57,9 @@ pub use status::{
 #[doc(hidden)]
 pub use steps::{PendingStep, StepCall};
 
-use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Db, Error, QueueName, Result, db};
+use crate::{
+    Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT, Db, Error, QueueName, Result, db,
+};
 
 /// Where workflows find Postgres: a pool (owned or borrowed) or a [`Config`].
 ///
@@ -71,6 +73,12 @@ use crate::{Config, DEFAULT_VISIBILITY_TIMEOUT, Db, Error, QueueName, Result, db
 pub trait PoolSource {
     /// The pool, and the lease an executor holds a run under.
     fn resolve(self) -> impl Future<Output = Result<(Db, Duration)>> + Send;
+
+    /// The largest serialized workflow input or signal accepted: the config's
+    /// [`max_payload_bytes`](Config::max_payload_bytes), or the default for a bare pool.
+    fn max_payload_bytes(&self) -> usize {
+        DEFAULT_MAX_PAYLOAD_BYTES
+    }
 }
 
 impl PoolSource for PgPool {
@@ -101,11 +109,19 @@ impl PoolSource for &Config {
     async fn resolve(self) -> Result<(Db, Duration)> {
         Ok((self.db().await?, self.get_visibility_timeout()))
     }
+
+    fn max_payload_bytes(&self) -> usize {
+        self.get_max_payload_bytes()
+    }
 }
 
 impl PoolSource for Config {
     async fn resolve(self) -> Result<(Db, Duration)> {
         (&self).resolve().await
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        self.get_max_payload_bytes()
     }
 }
 

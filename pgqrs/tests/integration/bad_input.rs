@@ -364,7 +364,6 @@ async fn huge_and_invalid_payloads_are_rejected_and_write_nothing(
         Err(Error::PayloadTooLarge { .. }) => {}
         other => panic!("expected PayloadTooLarge, got {other:?}"),
     }
-
     // Not representable as JSON, or not storable in jsonb.
     #[derive(Serialize, Deserialize, Job)]
     #[pgqrs(queue = "tasks")]
@@ -412,6 +411,39 @@ async fn huge_and_invalid_payloads_are_rejected_and_write_nothing(
         .fetch_one(&pool)
         .await?;
     assert_eq!(stored, odd);
+    Ok(())
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn workflow_inputs_and_signals_over_the_limit_are_refused(pool: PgPool) -> pgqrs::Result<()> {
+    use pgqrs::workflow::Workflow;
+
+    // The producers' limit holds for workflow inputs and signals, through a config (its
+    // `max_payload_bytes`) or a bare pool (the default).
+    let (config, _admin) = setup(pool.clone(), &[]).await;
+    let huge = json!({ "blob": "x".repeat(pgqrs::DEFAULT_MAX_PAYLOAD_BYTES) });
+    let run = Workflow::enqueue(&config, "report", &1).await?;
+    let before = row_counts(&pool).await;
+    let small = config.clone().max_payload_bytes(64);
+    let refusals = [
+        Workflow::enqueue(&config, "report", &huge)
+            .await
+            .map(|_| ()),
+        Workflow::create(&pool, "report", &huge).await.map(|_| ()),
+        Workflow::enqueue(&small, "report", &"y".repeat(100))
+            .await
+            .map(|_| ()),
+        Workflow::send(&config, run.run_id(), "go", &huge).await,
+        Workflow::send(&small, run.run_id(), "go", &"y".repeat(100)).await,
+    ];
+    for refused in refusals {
+        assert!(
+            matches!(refused, Err(Error::PayloadTooLarge { .. })),
+            "{refused:?}"
+        );
+    }
+
+    assert_eq!(row_counts(&pool).await, before, "nothing written");
     Ok(())
 }
 
