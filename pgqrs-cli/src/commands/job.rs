@@ -57,6 +57,17 @@ struct Changed {
     state: String,
 }
 
+impl Changed {
+    fn new(job: &JobInfo, was: impl ToString) -> Self {
+        Changed {
+            id: job.id,
+            queue: job.queue.to_string(),
+            was: was.to_string(),
+            state: job.state.to_string(),
+        }
+    }
+}
+
 fn show(job: &JobInfo) -> String {
     fields(&[
         ("job", job.id.to_string()),
@@ -89,13 +100,7 @@ pub(super) async fn run(admin: &Admin, command: &JobCommand) -> Result<Output, C
                 "job {} was {was}; it is {} in queue `{}`",
                 job.id, job.state, job.queue
             );
-            let changed = Changed {
-                id: job.id,
-                queue: job.queue.to_string(),
-                was: was.to_string(),
-                state: job.state.to_string(),
-            };
-            Output::new(human, &changed)
+            Output::new(human, &Changed::new(&job, was))
         }
         JobCommand::Cancel(arg) => {
             let was = admin.cancel_job(arg.id).await?;
@@ -111,13 +116,7 @@ pub(super) async fn run(admin: &Admin, command: &JobCommand) -> Result<Output, C
                     job.id, job.queue
                 )
             };
-            let changed = Changed {
-                id: job.id,
-                queue: job.queue.to_string(),
-                was: was.to_string(),
-                state: job.state.to_string(),
-            };
-            Output::new(human, &changed)
+            Output::new(human, &Changed::new(&job, was))
         }
     }
 }
