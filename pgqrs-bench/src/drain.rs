@@ -12,7 +12,7 @@ use crate::report::{Row, median};
 use crate::{Bench, payload, raw};
 
 /// Enqueues `n` jobs into `queue` (created if needed), 1,000 per statement.
-async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
+pub(crate) async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
     bench.admin.create_queue(queue).await?;
     let producer = Producer::new(&bench.config, queue).await?;
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
@@ -27,7 +27,7 @@ async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
 
 /// Drains up to `limit` jobs of `queue` with `consumers` consumers claiming `batch` at a
 /// time; each ack rides on the consumer's next claim. Returns jobs/s.
-async fn drain_ours(
+pub(crate) async fn drain_ours(
     bench: &Bench,
     queue: &str,
     batch: usize,
@@ -76,7 +76,7 @@ async fn drain_raw_lease(pool: &PgPool, batch: i64, consumers: usize, limit: usi
 }
 
 /// The single-statement drain: delete into the archive, no lease.
-async fn drain_raw_single(
+pub(crate) async fn drain_raw_single(
     pool: &PgPool,
     batch: i64,
     consumers: usize,
@@ -242,13 +242,13 @@ async fn depth(bench: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-async fn wal_lsn(pool: &PgPool) -> Result<String> {
+pub(crate) async fn wal_lsn(pool: &PgPool) -> Result<String> {
     Ok(sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(pool)
         .await?)
 }
 
-async fn wal_since(pool: &PgPool, lsn: &str) -> Result<f64> {
+pub(crate) async fn wal_since(pool: &PgPool, lsn: &str) -> Result<f64> {
     Ok(
         sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
             .bind(lsn)

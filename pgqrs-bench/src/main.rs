@@ -6,6 +6,7 @@
 mod drain;
 mod enqueue;
 mod latency;
+mod lease;
 mod raw;
 mod report;
 mod stats;
@@ -35,7 +36,8 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     url: String,
-    /// Only these scenarios (letters A to F; W for WAL and size; S for queue stats).
+    /// Only these scenarios (letters A to F; W for WAL and size; L for lease layouts; S for
+    /// queue stats).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the results (default: pgqrs-bench/RESULTS.md after a full run).
@@ -115,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("C") {
         drain::run(&mut bench).await?;
+    }
+    if wanted("L") {
+        lease::run(&mut bench).await?;
     }
     if wanted("W") {
         drain::wal_and_size(&mut bench).await?;

@@ -77,7 +77,7 @@ pub(crate) async fn run_create<'c>(
              SELECT id FROM existing UNION ALL SELECT id FROM created
            ),
            ids AS (
-             SELECT nextval(pg_get_serial_sequence('pgqrs.jobs', 'id')) AS job_id,
+             SELECT nextval('pgqrs.jobs_id_seq') AS job_id,
                     CASE WHEN $5::float8 IS NOT NULL THEN nextval('pgqrs.lease_tokens') END AS token
            ),
            run AS (
@@ -381,7 +381,7 @@ pub(crate) async fn run_retry<'c>(
              SELECT status FROM pgqrs.runs WHERE id = $1 FOR UPDATE
            ),
            ids AS (
-             SELECT nextval(pg_get_serial_sequence('pgqrs.jobs', 'id')) AS job_id
+             SELECT nextval('pgqrs.jobs_id_seq') AS job_id
            ),
            retried AS (
              UPDATE pgqrs.runs
