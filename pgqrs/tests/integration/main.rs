@@ -16,6 +16,7 @@ mod fault_workflow;
 mod inspect;
 mod leases;
 mod least_privilege;
+mod metrics_plan;
 mod migrations;
 mod observability;
 mod round_trips;
