@@ -3,24 +3,23 @@
 
 use std::time::Instant;
 
+use tokio::task::JoinHandle;
+
 use anyhow::Result;
 use pgqrs::{Consumer, Producer};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::report::{Row, median};
-use crate::{Bench, payload, raw};
+use crate::{Bench, chunk_sizes, payload, raw};
 
 /// Enqueues `n` jobs into `queue` (created if needed), 1,000 per statement.
 pub(crate) async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
     bench.admin.create_queue(queue).await?;
     let producer = Producer::new(&bench.config, queue).await?;
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
-    let mut left = n;
-    while left > 0 {
-        let take = left.min(batch.len());
+    for take in chunk_sizes(n, batch.len()) {
         producer.enqueue_batch(&batch[..take]).await?;
-        left -= take;
     }
     Ok(())
 }
@@ -50,11 +49,19 @@ pub(crate) async fn drain_ours(
                 done += held.len();
                 held = handoff.jobs.iter().map(|job| job.id).collect();
                 if held.is_empty() {
-                    return Ok::<_, pgqrs::Error>(done);
+                    return Ok(done);
                 }
             }
         }));
     }
+    jobs_per_second(start, tasks).await
+}
+
+/// Waits for the drain tasks started at `start`; jobs/s over all of them.
+pub(crate) async fn jobs_per_second(
+    start: Instant,
+    tasks: Vec<JoinHandle<Result<usize>>>,
+) -> Result<f64> {
     let mut total = 0;
     for task in tasks {
         total += task.await??;
@@ -111,14 +118,10 @@ where
                 }
                 done += took;
             }
-            Ok::<_, anyhow::Error>(done)
+            Ok(done)
         }));
     }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await??;
-    }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    jobs_per_second(start, tasks).await
 }
 
 pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
@@ -242,13 +245,25 @@ async fn depth(bench: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn wal_lsn(pool: &PgPool) -> Result<String> {
+/// Runs `work` after a checkpoint; its result and the WAL it wrote per job, over `n` jobs.
+pub(crate) async fn wal_per_job<T>(
+    pool: &PgPool,
+    n: usize,
+    work: impl Future<Output = Result<T>>,
+) -> Result<(T, f64)> {
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    let start = wal_lsn(pool).await?;
+    let done = work.await?;
+    Ok((done, wal_since(pool, &start).await? / n as f64))
+}
+
+async fn wal_lsn(pool: &PgPool) -> Result<String> {
     Ok(sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(pool)
         .await?)
 }
 
-pub(crate) async fn wal_since(pool: &PgPool, lsn: &str) -> Result<f64> {
+async fn wal_since(pool: &PgPool, lsn: &str) -> Result<f64> {
     Ok(
         sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
             .bind(lsn)
@@ -268,27 +283,27 @@ pub(crate) async fn wal_and_size(bench: &mut Bench) -> Result<()> {
         let queue = format!("wal-{rep}");
         bench.admin.create_queue(&queue).await?;
         let producer = Producer::new(&bench.config, &queue).await?;
-        sqlx::query("CHECKPOINT").execute(&bench.pool).await?;
-        let start = wal_lsn(&bench.pool).await?;
-        for _ in 0..n / 100 {
-            producer.enqueue_batch(&batch).await?;
-        }
-        drain_ours(bench, &queue, 100, 1, n).await?;
-        ours.push(wal_since(&bench.pool, &start).await? / n as f64);
+        let life = async {
+            for _ in 0..n / 100 {
+                producer.enqueue_batch(&batch).await?;
+            }
+            drain_ours(bench, &queue, 100, 1, n).await
+        };
+        ours.push(wal_per_job(&bench.pool, n, life).await?.1);
         bench.admin.delete_queue(&queue).await?;
         for (samples, single_statement) in [(&mut lease, false), (&mut single, true)] {
             raw::truncate(&bench.pool).await?;
-            sqlx::query("CHECKPOINT").execute(&bench.pool).await?;
-            let start = wal_lsn(&bench.pool).await?;
-            for _ in 0..n / 100 {
-                raw::insert_batch(&bench.pool, &batch).await?;
-            }
-            if single_statement {
-                drain_raw_single(&bench.pool, 100, 1, n).await?;
-            } else {
-                drain_raw_lease(&bench.pool, 100, 1, n).await?;
-            }
-            samples.push(wal_since(&bench.pool, &start).await? / n as f64);
+            let life = async {
+                for _ in 0..n / 100 {
+                    raw::insert_batch(&bench.pool, &batch).await?;
+                }
+                if single_statement {
+                    drain_raw_single(&bench.pool, 100, 1, n).await
+                } else {
+                    drain_raw_lease(&bench.pool, 100, 1, n).await
+                }
+            };
+            samples.push(wal_per_job(&bench.pool, n, life).await?.1);
         }
     }
     let ours = median(ours);

@@ -112,14 +112,11 @@ async fn refill(pool: &PgPool, layout: Layout, n: usize) -> Result<()> {
     };
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
     let insert = format!("INSERT INTO {table} (queue_id, payload) SELECT 1, unnest($1::jsonb[])");
-    let mut left = n;
-    while left > 0 {
-        let take = left.min(batch.len());
+    for take in crate::chunk_sizes(n, batch.len()) {
         sqlx::query(AssertSqlSafe(insert.clone()))
             .bind(&batch[..take])
             .execute(pool)
             .await?;
-        left -= take;
     }
     sqlx::query(AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
         .execute(pool)
@@ -154,28 +151,12 @@ async fn drain_hand_written(
                 held = rows.iter().map(|row| row.0).collect();
                 token = rows.first().map_or(0, |row| row.2);
                 if held.is_empty() {
-                    return Ok::<_, anyhow::Error>(done);
+                    return Ok(done);
                 }
             }
         }));
     }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await??;
-    }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
-}
-
-/// One measured drain: jobs/s and WAL bytes per job.
-async fn measured<F: Future<Output = Result<f64>>>(
-    pool: &PgPool,
-    n: usize,
-    drain: F,
-) -> Result<(f64, f64)> {
-    sqlx::query("CHECKPOINT").execute(pool).await?;
-    let start = drain::wal_lsn(pool).await?;
-    let rate = drain.await?;
-    Ok((rate, drain::wal_since(pool, &start).await? / n as f64))
+    drain::jobs_per_second(start, tasks).await
 }
 
 pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
@@ -190,7 +171,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
         drain::fill(bench, &queue, n).await?;
         let pool = bench.pool.clone();
         samples[0].push(
-            measured(
+            drain::wal_per_job(
                 &pool,
                 n,
                 drain::drain_ours(bench, &queue, 100, consumers, n),
@@ -200,13 +181,16 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
         bench.admin.delete_queue(&queue).await?;
         for (i, layout) in [(1, Layout::InRow), (2, Layout::SideTable)] {
             refill(&pool, layout, n).await?;
-            samples[i]
-                .push(measured(&pool, n, drain_hand_written(&pool, layout, 100, consumers)).await?);
+            samples[i].push(
+                drain::wal_per_job(&pool, n, drain_hand_written(&pool, layout, 100, consumers))
+                    .await?,
+            );
         }
         raw::truncate(&pool).await?;
         raw::fill(&pool, n).await?;
-        samples[3]
-            .push(measured(&pool, n, drain::drain_raw_single(&pool, 100, consumers, n)).await?);
+        samples[3].push(
+            drain::wal_per_job(&pool, n, drain::drain_raw_single(&pool, 100, consumers, n)).await?,
+        );
         eprintln!(
             "    rep {}: pgqrs {:.0}, in-row {:.0}, side table {:.0}, limit {:.0} jobs/s",
             rep + 1,

@@ -66,6 +66,13 @@ impl Bench {
     }
 }
 
+/// The sizes of the statements that write `n` jobs at most `chunk` at a time.
+pub(crate) fn chunk_sizes(n: usize, chunk: usize) -> impl Iterator<Item = usize> {
+    (0..n)
+        .step_by(chunk.max(1))
+        .map(move |start| chunk.min(n - start))
+}
+
 /// A job payload of about 110 bytes of JSON.
 pub(crate) fn payload(n: usize) -> serde_json::Value {
     serde_json::json!({

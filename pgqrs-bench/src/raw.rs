@@ -51,11 +51,8 @@ pub(crate) async fn insert_batch(pool: &PgPool, payloads: &[Value]) -> Result<Ve
 /// Fills the table with `n` jobs, 1,000 per statement.
 pub(crate) async fn fill(pool: &PgPool, n: usize) -> Result<()> {
     let batch: Vec<Value> = (0..1_000).map(crate::payload).collect();
-    let mut left = n;
-    while left > 0 {
-        let take = left.min(batch.len());
+    for take in crate::chunk_sizes(n, batch.len()) {
         insert_batch(pool, &batch[..take]).await?;
-        left -= take;
     }
     Ok(())
 }

@@ -18,11 +18,8 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     bench.admin.create_queue(queue).await?;
     let producer = Producer::new(&bench.config, queue).await?;
     let batch: Vec<Value> = (0..5_000).map(payload).collect();
-    let mut left = depth;
-    while left > 0 {
-        let take = left.min(batch.len());
+    for take in crate::chunk_sizes(depth, batch.len()) {
         producer.enqueue_batch(&batch[..take]).await?;
-        left -= take;
     }
     // What autovacuum does on its own on a busy table: set the visibility map, so that
     // counts are index-only scans.
