@@ -11,7 +11,17 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::report::{Row, median};
-use crate::{Bench, chunk_sizes, payload, raw};
+use crate::{Bench, checkpoint, chunk_sizes, payload, raw};
+
+/// Empties pgqrs's job tables, as `raw::truncate` empties the baseline's: each side then
+/// drains from a fresh table, not one carrying the dead rows (and the autovacuum they are
+/// due) of the scenarios before it.
+pub(crate) async fn truncate_ours(pool: &PgPool) -> Result<()> {
+    sqlx::query("TRUNCATE pgqrs.jobs, pgqrs.archive, pgqrs.dead_letters")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
 
 /// Enqueues `n` jobs into `queue` (created if needed), 1,000 per statement.
 pub(crate) async fn fill(bench: &Bench, queue: &str, n: usize) -> Result<()> {
@@ -33,11 +43,15 @@ pub(crate) async fn drain_ours(
     consumers: usize,
     limit: usize,
 ) -> Result<f64> {
+    let share = limit.div_ceil(consumers);
+    let mut opened = Vec::new();
+    for _ in 0..consumers {
+        opened.push(Consumer::new(&bench.config, queue).await?);
+    }
+    // The raw drains open nothing: the clock starts once the consumers exist.
     let start = Instant::now();
     let mut tasks = Vec::new();
-    let share = limit.div_ceil(consumers);
-    for _ in 0..consumers {
-        let consumer = Consumer::new(&bench.config, queue).await?;
+    for consumer in opened {
         tasks.push(tokio::spawn(async move {
             let mut done = 0usize;
             let mut held: Vec<i64> = Vec::new();
@@ -135,14 +149,18 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
         let (mut ours, mut lease, mut single) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..bench.reps {
             let queue = format!("drain-{batch}-{consumers}-{rep}");
+            truncate_ours(&bench.pool).await?;
             fill(bench, &queue, n).await?;
+            checkpoint(&bench.pool).await?;
             ours.push(drain_ours(bench, &queue, batch, consumers, n).await?);
             bench.admin.delete_queue(&queue).await?;
             raw::truncate(&bench.pool).await?;
             raw::fill(&bench.pool, n).await?;
+            checkpoint(&bench.pool).await?;
             lease.push(drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?);
             raw::truncate(&bench.pool).await?;
             raw::fill(&bench.pool, n).await?;
+            checkpoint(&bench.pool).await?;
             single.push(drain_raw_single(&bench.pool, batch as i64, consumers, n).await?);
             eprintln!(
                 "    rep {}: pgqrs {:.0}, lease {:.0}, single {:.0} jobs/s",
@@ -189,6 +207,7 @@ async fn depth(bench: &mut Bench) -> Result<()> {
         vec![5_000, 100_000, 1_000_000]
     };
     let first = bench.size(1_000, 200);
+    truncate_ours(&bench.pool).await?;
     for &depth in &depths {
         eprintln!("[C] filling a queue {depth} deep");
         fill(bench, &format!("depth-{depth}"), depth).await?;
@@ -196,6 +215,7 @@ async fn depth(bench: &mut Bench) -> Result<()> {
     sqlx::query("VACUUM ANALYZE pgqrs.jobs")
         .execute(&bench.pool)
         .await?;
+    checkpoint(&bench.pool).await?;
     let mut ours = vec![Vec::new(); depths.len()];
     for _ in 0..bench.reps {
         for (i, &depth) in depths.iter().enumerate() {
@@ -209,6 +229,7 @@ async fn depth(bench: &mut Bench) -> Result<()> {
         sqlx::query("VACUUM ANALYZE raw.jobs")
             .execute(&bench.pool)
             .await?;
+        checkpoint(&bench.pool).await?;
         let mut theirs = Vec::new();
         for _ in 0..bench.reps {
             theirs.push(drain_raw_lease(&bench.pool, 1, 1, first).await?);
@@ -251,7 +272,7 @@ pub(crate) async fn wal_per_job<T>(
     n: usize,
     work: impl Future<Output = Result<T>>,
 ) -> Result<(T, f64)> {
-    sqlx::query("CHECKPOINT").execute(pool).await?;
+    checkpoint(pool).await?;
     let start = wal_lsn(pool).await?;
     let done = work.await?;
     Ok((done, wal_since(pool, &start).await? / n as f64))
@@ -281,6 +302,7 @@ pub(crate) async fn wal_and_size(bench: &mut Bench) -> Result<()> {
     let batch: Vec<Value> = (0..100).map(payload).collect();
     for rep in 0..bench.reps {
         let queue = format!("wal-{rep}");
+        truncate_ours(&bench.pool).await?;
         bench.admin.create_queue(&queue).await?;
         let producer = Producer::new(&bench.config, &queue).await?;
         let life = async {
@@ -338,6 +360,7 @@ async fn size_after(bench: &mut Bench) -> Result<()> {
     bench.admin.create_queue(queue).await?;
     let producer = Producer::new(&bench.config, queue).await?;
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
+    truncate_ours(&bench.pool).await?;
     raw::truncate(&bench.pool).await?;
     let pool = bench.pool.clone();
     let size = |table: &'static str| {

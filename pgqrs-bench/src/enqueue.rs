@@ -7,7 +7,7 @@ use pgqrs::Producer;
 use serde_json::Value;
 
 use crate::report::{Row, median};
-use crate::{Bench, payload, raw};
+use crate::{Bench, checkpoint, payload, raw};
 
 pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Result<()> {
     bench.admin.create_queue("enqueue").await?;
@@ -18,16 +18,19 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
         eprintln!("[A] enqueue 1 job per call, {n} jobs, 1 client");
         let (mut ours, mut theirs, mut unnotified) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..bench.reps {
+            checkpoint(&bench.pool).await?;
             let start = Instant::now();
             for i in 0..n {
                 producer.enqueue(&payload(i)).await?;
             }
             ours.push(n as f64 / start.elapsed().as_secs_f64());
+            checkpoint(&bench.pool).await?;
             let start = Instant::now();
             for i in 0..n {
                 quiet.enqueue(&payload(i)).await?;
             }
             unnotified.push(n as f64 / start.elapsed().as_secs_f64());
+            checkpoint(&bench.pool).await?;
             let start = Instant::now();
             for i in 0..n {
                 raw::insert_one(&bench.pool, &payload(i)).await?;
@@ -59,12 +62,14 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
         eprintln!("[B] enqueue batches of 100, {n} jobs, 1 client");
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..bench.reps {
+            checkpoint(&bench.pool).await?;
             let start = Instant::now();
             for chunk in 0..n / 100 {
                 let batch: Vec<Value> = (chunk * 100..chunk * 100 + 100).map(payload).collect();
                 producer.enqueue_batch(&batch).await?;
             }
             ours.push(n as f64 / start.elapsed().as_secs_f64());
+            checkpoint(&bench.pool).await?;
             let start = Instant::now();
             for chunk in 0..n / 100 {
                 let batch: Vec<Value> = (chunk * 100..chunk * 100 + 100).map(payload).collect();

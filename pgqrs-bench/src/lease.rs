@@ -168,6 +168,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     let mut samples: [Vec<(f64, f64)>; 4] = Default::default();
     for rep in 0..bench.reps {
         let queue = format!("lease-{rep}");
+        drain::truncate_ours(&bench.pool).await?;
         drain::fill(bench, &queue, n).await?;
         let pool = bench.pool.clone();
         samples[0].push(

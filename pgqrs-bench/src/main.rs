@@ -55,6 +55,15 @@ pub(crate) struct Bench {
     pub(crate) report: Report,
 }
 
+/// Forces a checkpoint; every timed part starts after one. Otherwise a checkpoint that the
+/// WAL of a fill (or of the part before) triggered runs through the part, its writes
+/// competing with commits for the disk and its full-page images adding to the WAL: one run
+/// measured a claim loop at half its speed that way, while the baseline after it ran clear.
+pub(crate) async fn checkpoint(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    Ok(())
+}
+
 impl Bench {
     /// `full` in a full run, `quick` in a quick one.
     pub(crate) fn size(&self, full: usize, quick: usize) -> usize {

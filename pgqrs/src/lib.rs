@@ -66,7 +66,7 @@ pub mod workflow;
 
 pub use admin::{Admin, JobInfo, JobState, RunFilter, RunInfo, StepInfo};
 pub use config::{Config, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_VISIBILITY_TIMEOUT};
-pub use consumer::{Consumer, Handoff};
+pub use consumer::{Consumer, Handoff, MAX_CLAIM_BATCH};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use job::{EnqueueOptions, Enqueued, Job, JobType, Message, Nacked, Payload};

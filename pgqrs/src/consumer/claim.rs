@@ -24,7 +24,7 @@ impl<T: Payload> Consumer<T> {
         done: &[i64],
         outcome: &str,
     ) -> Result<Handoff<T>> {
-        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let limit = i64::try_from(n.min(super::MAX_CLAIM_BATCH)).unwrap_or(i64::MAX);
         let (acked, tokens) = self.leases.held(done);
         let ack = Ack {
             ids: &acked,
@@ -203,5 +203,15 @@ impl<T: Payload> Consumer<T> {
             },
             None => Error::InvalidArgument("no undecodable job to reject".into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_claim_statement_takes_at_most_max_claim_batch() {
+        let sql = include_str!("../db/sql/job_claim_batch.sql");
+        let limit = format!("LIMIT {}\n", super::super::MAX_CLAIM_BATCH);
+        assert!(sql.contains(&limit), "job_claim_batch.sql has no `{limit}`");
     }
 }

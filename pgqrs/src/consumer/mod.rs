@@ -15,6 +15,16 @@ use crate::queue::QueueHandle;
 use crate::{Config, Error, Job, JobType, Nacked, Payload, QueueInfo, Result};
 use lease_book::LeaseBook;
 
+/// The most jobs one claim takes; a larger batch asked of [`Consumer::dequeue_batch`] or
+/// [`Consumer::archive_and_dequeue`] returns at most this many (ask again for the rest).
+/// The claim statement carries it as a constant, which keeps its plan's cost, and so the
+/// plan Postgres caches for it, the same at any queue depth.
+///
+/// ```
+/// assert_eq!(pgqrs::MAX_CLAIM_BATCH, 1_000);
+/// ```
+pub const MAX_CLAIM_BATCH: usize = 1_000;
+
 /// What [`Consumer::archive_and_dequeue`] did: the jobs it claimed, and the acked jobs it
 /// could not archive because their lease was lost.
 ///
@@ -181,7 +191,8 @@ impl<T: Payload> Consumer<T> {
         Ok(self.dequeue_batch_for(1, lease).await?.pop())
     }
 
-    /// Claims up to `n` runnable jobs in one round trip (higher priority first).
+    /// Claims up to `n` runnable jobs in one round trip (higher priority first), at most
+    /// [`MAX_CLAIM_BATCH`].
     ///
     /// If a claimed payload does not decode as `T`, that job moves to the dead letters, the
     /// others are handed back untouched for the next call, and [`Error::Decode`] is returned.
@@ -197,7 +208,8 @@ impl<T: Payload> Consumer<T> {
         self.dequeue_batch_for(n, self.visibility_timeout).await
     }
 
-    /// Claims up to `n` runnable jobs for `lease` in one round trip.
+    /// Claims up to `n` (at most [`MAX_CLAIM_BATCH`]) runnable jobs for `lease` in one round
+    /// trip.
     ///
     /// ```no_run
     /// # async fn demo(consumer: pgqrs::Consumer) -> pgqrs::Result<()> {
@@ -218,10 +230,10 @@ impl<T: Payload> Consumer<T> {
         Ok(self.claim_after(n, lease, &[], "").await?.jobs)
     }
 
-    /// Archives the held jobs `done` with `outcome` and claims up to `n` more, in one
-    /// statement: the ack of one batch rides on the claim of the next, so a busy consumer
-    /// pays one round trip (and one commit) per batch. Jobs of `done` whose lease was lost
-    /// are left alone and listed in [`Handoff::lost`].
+    /// Archives the held jobs `done` with `outcome` and claims up to `n` more (at most
+    /// [`MAX_CLAIM_BATCH`]), in one statement: the ack of one batch rides on the claim of
+    /// the next, so a busy consumer pays one round trip (and one commit) per batch. Jobs of
+    /// `done` whose lease was lost are left alone and listed in [`Handoff::lost`].
     ///
     /// ```no_run
     /// # async fn demo(consumer: pgqrs::Consumer) -> pgqrs::Result<()> {

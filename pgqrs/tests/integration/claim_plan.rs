@@ -27,8 +27,17 @@ async fn fill(producer: &Producer, jobs: usize) -> pgqrs::Result<()> {
     Ok(())
 }
 
+/// A pool of one connection to the test database, so the library's statements and the
+/// test's look at the same session's plan cache.
+async fn one_connection(pool: &PgPool) -> sqlx::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+}
+
 /// Prepares the claim on `conn` under the generic plan, as the plan cache ends up using.
-async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()> {
+pub(crate) async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
         .execute(&mut *conn)
         .await?;
@@ -41,7 +50,8 @@ async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-fn execute(queue_id: i32, ids: &[i64], tokens: &[i64]) -> String {
+/// `EXECUTE` of the claim [`prepare_generic`] made: a batch of `BATCH`, acking `ids`.
+pub(crate) fn execute(queue_id: i32, ids: &[i64], tokens: &[i64]) -> String {
     let list = |values: &[i64]| {
         let items: Vec<String> = values.iter().map(i64::to_string).collect();
         format!("'{{{}}}'", items.join(","))
@@ -133,10 +143,7 @@ async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
 /// (planning this statement costs more than running it).
 #[sqlx::test(migrations = "../migrations")]
 async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result<()> {
-    let one = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with((*pool.connect_options()).clone())
-        .await?;
+    let one = one_connection(&pool).await?;
     let (config, _admin) = setup(one.clone(), &["tasks"]).await;
     let config: Config = config;
     fill(&Producer::new(&config, "tasks").await?, 100).await?;
@@ -155,6 +162,52 @@ async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result
     assert!(
         generic >= 15 && custom <= 5,
         "{custom} custom plans, {generic} generic: the claim is planned on every call"
+    );
+    Ok(())
+}
+
+/// Generic and custom plans made by the connection so far for the claim statement.
+async fn plan_counts(one: &PgPool) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '-- Archives the held jobs%'",
+    )
+    .fetch_one(one)
+    .await
+}
+
+/// A connection whose first claims ran on a short queue is back on its generic plan within
+/// 20 claims after the queue is 200k deep (it took about 100 before the fix). Postgres
+/// weighs the generic plan's cost against the average of the first custom plans; a claim
+/// priced by the depth of the queue kept losing that comparison and was planned anew
+/// (0.5 ms a time) until the average caught up: thousands of claims at a million deep.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_claim_keeps_its_generic_plan_after_the_queue_grows(pool: PgPool) -> pgqrs::Result<()> {
+    let one = one_connection(&pool).await?;
+    let (config, _admin) = setup(one.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    let consumer = Consumer::new(&config, "tasks").await?;
+    fill(&producer, 20).await?;
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let handoff = consumer.archive_and_dequeue(&held, "completed", 1).await?;
+        held = handoff.jobs.iter().map(|job| job.id).collect();
+    }
+    fill(&producer, 200_000).await?;
+    // What autovacuum does after such a burst; it also invalidates the cached plan.
+    sqlx::query("ANALYZE pgqrs.jobs").execute(&one).await?;
+    let mut counts = Vec::new();
+    for claim in 1..=120 {
+        let handoff = consumer.archive_and_dequeue(&held, "completed", 1).await?;
+        held = handoff.jobs.iter().map(|job| job.id).collect();
+        if claim == 20 || claim == 120 {
+            counts.push(plan_counts(&one).await?);
+        }
+    }
+    println!("(generic, custom) plans after 20 and 120 claims: {counts:?}");
+    assert_eq!(
+        counts[0].1, counts[1].1,
+        "claims 21 to 120 after the queue grew were planned anew ({counts:?} as (generic, custom))"
     );
     Ok(())
 }

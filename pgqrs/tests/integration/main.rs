@@ -14,6 +14,7 @@ mod exactly_once;
 mod fault;
 mod fault_workflow;
 mod inspect;
+mod lease_plan;
 mod leases;
 mod least_privilege;
 mod metrics_plan;

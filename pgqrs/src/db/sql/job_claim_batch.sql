@@ -6,10 +6,12 @@
 --
 -- Jobs whose lease expired come first (their holder vanished; they are older than any
 -- ready job); those that used their last allowed delivery go to the dead letters instead.
--- Both candidate sets are read from small partial indexes in claim order and stop after
--- the batch, so the cost does not depend on how deep the queue is. Rows are then reached
--- by primary key through `id = ANY(ARRAY(...))`, never by a join: a join lets a generic
--- plan pick a hash join over a sequential scan of the whole table.
+-- A job is leased exactly when it has an expiry (`jobs_lease_whole`), which is what the
+-- leased index is partial on. Both candidate sets are read from small partial indexes in
+-- claim order and stop after the batch, so the cost does not depend on how deep the queue
+-- is. Rows are then reached by primary key through `id = ANY(ARRAY(...))`, never by a
+-- join: a join lets a generic plan pick a hash join over a sequential scan of the whole
+-- table.
 --
 -- A paused queue yields nothing. A queue with a global concurrency cap yields only what the
 -- cap leaves, and only when the caller holds the queue's claim lock ($5): the count of
@@ -43,7 +45,6 @@ budget AS (
         ELSE least((SELECT batch FROM args), greatest(0, q.global_concurrency - (
             SELECT count(*) FROM pgqrs.jobs l
             WHERE l.queue_id = (SELECT queue_id FROM args)
-              AND l.lease_token IS NOT NULL
               AND l.lease_expires_at > now())))
     END AS n
     FROM queue q
@@ -52,7 +53,6 @@ expired AS (
     SELECT j.id, j.attempts
     FROM pgqrs.jobs j
     WHERE j.queue_id = (SELECT queue_id FROM args)
-      AND j.lease_token IS NOT NULL
       AND j.lease_expires_at <= now()
     ORDER BY j.lease_expires_at
     LIMIT (SELECT n FROM budget)
@@ -76,7 +76,13 @@ ready AS (
       AND j.lease_token IS NULL
       AND j.run_at <= now()
     ORDER BY j.priority DESC, j.run_at, j.id
-    LIMIT (SELECT n FROM budget)
+    -- A constant for the planner (the largest batch a claim takes, `MAX_CLAIM_BATCH`); the
+    -- budget applies in `picked`, which reads this lazily, so only the rows it takes are
+    -- locked. Under a LIMIT it cannot read, the planner prices a tenth of the queue, so the
+    -- plan's cost grew with the backlog; a connection whose plan cache had averaged its
+    -- first plans on a short queue then re-planned every claim (0.5 ms each) for thousands
+    -- of claims once the queue was a million deep.
+    LIMIT 1000
     FOR UPDATE SKIP LOCKED
 ),
 picked AS (

@@ -57,7 +57,7 @@ counted AS MATERIALIZED (
          WHERE h.queue_id = q.id) AS scheduled,
         (SELECT count(*) FROM (
             SELECT 1 FROM pgqrs.jobs j
-            WHERE j.queue_id = q.id AND j.lease_token IS NOT NULL LIMIT a.cap + 1) s) AS leased,
+            WHERE j.queue_id = q.id AND j.lease_expires_at IS NOT NULL LIMIT a.cap + 1) s) AS leased,
         (SELECT count(*) FROM (
             SELECT 1 FROM pgqrs.dead_letters d WHERE d.queue_id = q.id LIMIT a.cap + 1) s) AS dead,
         (SELECT min(h.run_at) FROM heads h WHERE h.queue_id = q.id AND h.run_at <= a.now)

@@ -1,0 +1,118 @@
+//! A job named by id and lease token (an ack, a heartbeat, a workflow step's fence) is
+//! reached through the primary key, however small the leased-jobs index looked when the
+//! statement was planned. With that index partial on `lease_token IS NOT NULL`, every such
+//! lookup implied its predicate, and a plan made right after a vacuum (index nearly empty)
+//! read the whole index and filtered on id, then kept doing so as thousands of jobs were
+//! leased: each ack read every leased job of every queue.
+
+use pgqrs::{Consumer, Producer};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use crate::claim_plan::{execute, prepare_generic};
+use crate::common::setup;
+
+/// The two shapes `pgqrs/src/db/` names leased jobs in: one job (a workflow's lease
+/// fence), and a batch with one token per job (ack, heartbeat, release).
+const LOOKUPS: [(&str, &str, &str); 2] = [
+    (
+        "fence(bigint, bigint)",
+        "SELECT 1 FROM pgqrs.jobs WHERE id = $1 AND lease_token = $2 FOR SHARE",
+        "EXECUTE fence({id}, {token})",
+    ),
+    (
+        "batch(bigint[], bigint[])",
+        "SELECT id FROM pgqrs.jobs j WHERE j.id = ANY($1) AND j.lease_token = ANY($2)",
+        "EXECUTE batch('{{{id}}}', '{{{token}}}')",
+    ),
+];
+
+/// Every read of `pgqrs.jobs` in a JSON plan: (index, or "seq", and whether it has an
+/// index condition).
+fn job_scans(node: &Value, found: &mut Vec<(String, bool)>) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    let index = node["Index Name"].as_str().unwrap_or_default();
+    if index.starts_with("jobs_") {
+        found.push((index.to_owned(), node.get("Index Cond").is_some()));
+    } else if kind == "Seq Scan" && node["Relation Name"] == "jobs" {
+        found.push(("seq".to_owned(), false));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        job_scans(child, found);
+    }
+}
+
+async fn plan(conn: &mut PgConnection, statement: &str) -> sqlx::Result<Value> {
+    let explain = format!("EXPLAIN (FORMAT JSON) {statement}");
+    sqlx::query_scalar(AssertSqlSafe(explain))
+        .fetch_one(&mut *conn)
+        .await
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    let chunk: Vec<Value> = (0..2_000).map(|n| json!({ "n": n })).collect();
+    producer.enqueue_batch(&chunk).await?;
+    // What a connection sees right after a vacuum between bursts: nothing leased.
+    sqlx::query("VACUUM ANALYZE pgqrs.jobs")
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    prepare_generic(&mut conn).await?;
+    for (signature, body, _) in LOOKUPS {
+        sqlx::raw_sql(AssertSqlSafe(format!("PREPARE {signature} AS {body}")))
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    // The generic plans, made now, are the ones the connection keeps.
+    let queue_id = producer.queue().id;
+    let claim = execute(queue_id, &[1, 2], &[3, 4]);
+    let mut scans = Vec::new();
+    job_scans(&plan(&mut conn, &claim).await?[0]["Plan"], &mut scans);
+    assert!(
+        scans
+            .iter()
+            .all(|(index, cond)| *cond || index == "jobs_pkey"),
+        "the claim reads a jobs index without a condition on it: {scans:?}"
+    );
+    assert!(
+        scans.contains(&("jobs_pkey".to_owned(), true)),
+        "the ack goes through the primary key: {scans:?}"
+    );
+
+    // Then most of the queue is leased; a lookup still reads a handful of pages.
+    let consumer = Consumer::new(&config, "tasks").await?;
+    let leased = consumer.dequeue_batch(1_500).await?;
+    let job = leased.last().expect("jobs were leased");
+    let (id, token) = (job.id, job.lease.token());
+    for (signature, _, execute) in LOOKUPS {
+        let execute = execute
+            .replace("{id}", &id.to_string())
+            .replace("{token}", &token.to_string());
+        let mut scans = Vec::new();
+        job_scans(&plan(&mut conn, &execute).await?[0]["Plan"], &mut scans);
+        assert_eq!(
+            scans,
+            [("jobs_pkey".to_owned(), true)],
+            "{signature} is not answered by the primary key"
+        );
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}");
+        let measured: Value = sqlx::query_scalar(AssertSqlSafe(explain))
+            .fetch_one(&mut *conn)
+            .await?;
+        let top = &measured[0]["Plan"];
+        assert_eq!(top["Actual Rows"], json!(1), "{signature} finds the job");
+        let buffers = top["Shared Hit Blocks"].as_i64().unwrap_or_default()
+            + top["Shared Read Blocks"].as_i64().unwrap_or_default();
+        assert!(
+            buffers <= 10,
+            "{signature} read {buffers} buffers to find one of 1500 leased jobs"
+        );
+    }
+    Ok(())
+}
