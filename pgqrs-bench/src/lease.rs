@@ -47,7 +47,9 @@ const SETUP: &[&str] = &[
     "CREATE SEQUENCE raw.lease_tokens CACHE 32",
 ];
 
-/// The ack of the held batch (`$1` ids, `$2` token) from the table holding leases.
+/// The ack of the held batch (`$1` ids, `$2` token) from the table holding leases; `acked`
+/// is what a scan waits for, so the ack never waits after a scan has locked rows (two
+/// such drains deadlocked otherwise, as pgqrs's claim did).
 fn ack_cte(leases: &str) -> String {
     format!(
         "WITH done AS (
@@ -55,7 +57,9 @@ fn ack_cte(leases: &str) -> String {
            RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at),
          archived AS (
            INSERT INTO raw.lease_archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
-           SELECT id, queue_id, payload, priority, attempts, enqueued_at, 'completed' FROM done),"
+           SELECT id, queue_id, payload, priority, attempts, enqueued_at, 'completed' FROM done
+           RETURNING id),
+         acked AS MATERIALIZED (SELECT count(*) AS n FROM archived),"
     )
 }
 
@@ -68,6 +72,7 @@ fn claim_statement(layout: Layout) -> String {
          picked AS (
            SELECT j.id FROM raw.lease_jobs j
            WHERE j.queue_id = 1 AND j.lease_token IS NULL AND j.run_at <= now()
+             AND (SELECT n FROM acked) >= 0
            ORDER BY j.priority DESC, j.run_at, j.id LIMIT $3 FOR UPDATE SKIP LOCKED)
          UPDATE raw.lease_jobs j
          SET lease_token = (SELECT nextval('raw.lease_tokens')),

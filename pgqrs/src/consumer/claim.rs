@@ -102,9 +102,10 @@ impl<T: Payload> Consumer<T> {
     /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
     /// holds across all consumers.
     async fn claim(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
-        // Two claims can deadlock when both follow the update chain of a row the other
-        // just acked (Postgres waits there despite SKIP LOCKED). The loser's statement was
-        // rolled back whole, ack included, so running it again is safe.
+        // The statement acks before its scans lock anything, which removes the deadlock two
+        // claims could reach when each scan kept a row the other's ack waited for (test
+        // `a_waiting_ack_has_locked_nothing_yet`). Should Postgres still report one, the
+        // loser's statement was rolled back whole, ack included, so running it again is safe.
         let mut attempt = 0;
         loop {
             match self.claim_once(limit, lease_secs, ack).await {

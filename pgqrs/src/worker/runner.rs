@@ -135,6 +135,8 @@ impl<T: Payload, H: JobHandler<T>> Runner<T, H> {
 
     /// Claims up to `n` jobs, archiving the finished successes in the same statement.
     async fn claim(&self, state: &mut State<T>, n: usize) {
+        // A claim takes at most this many; a full one means there may be more.
+        let n = n.min(crate::MAX_CLAIM_BATCH);
         let done: Vec<i64> = state
             .finished
             .iter()

@@ -5,7 +5,7 @@
 //! read the whole index and filtered on id, then kept doing so as thousands of jobs were
 //! leased: each ack read every leased job of every queue.
 
-use pgqrs::{Consumer, Producer};
+use pgqrs::{Consumer, MAX_CLAIM_BATCH, Producer};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
@@ -85,10 +85,18 @@ async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
         "the ack goes through the primary key: {scans:?}"
     );
 
-    // Then most of the queue is leased; a lookup still reads a handful of pages.
+    // Then the whole queue is leased (a claim takes at most MAX_CLAIM_BATCH); a lookup
+    // still reads a handful of pages.
     let consumer = Consumer::new(&config, "tasks").await?;
-    let leased = consumer.dequeue_batch(1_500).await?;
-    let job = leased.last().expect("jobs were leased");
+    let first = consumer.dequeue_batch(2_000).await?;
+    assert_eq!(
+        first.len(),
+        MAX_CLAIM_BATCH,
+        "one claim takes at most MAX_CLAIM_BATCH"
+    );
+    let rest = consumer.dequeue_batch(2_000).await?;
+    assert_eq!(first.len() + rest.len(), 2_000);
+    let job = rest.last().expect("jobs were leased");
     let (id, token) = (job.id, job.lease.token());
     for (signature, _, execute) in LOOKUPS {
         let execute = execute
@@ -111,7 +119,7 @@ async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
             + top["Shared Read Blocks"].as_i64().unwrap_or_default();
         assert!(
             buffers <= 10,
-            "{signature} read {buffers} buffers to find one of 1500 leased jobs"
+            "{signature} read {buffers} buffers to find one of 2000 leased jobs"
         );
     }
     Ok(())

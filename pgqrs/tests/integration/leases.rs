@@ -240,3 +240,67 @@ async fn consumer_initiated_dead_letter_and_purge(pool: PgPool) -> pgqrs::Result
     );
     Ok(())
 }
+
+/// Rows of `queue_id` that are runnable as committed and that no transaction holds locked.
+async fn unlocked_runnable(pool: &PgPool, queue_id: i32) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM pgqrs.jobs
+           WHERE queue_id = $1 AND lease_token IS NULL FOR UPDATE SKIP LOCKED) s",
+    )
+    .bind(queue_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// A claim whose ack has to wait holds no row another claim could need meanwhile: the ack
+/// runs before the claim's scans lock anything. (Acked last, two claims could each hold a
+/// row the other's ack waited for, a deadlock Postgres broke after a second.) Here a
+/// transaction holds one of the acked jobs locked, as a concurrent scan leaves it.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_waiting_ack_has_locked_nothing_yet(pool: PgPool) -> pgqrs::Result<()> {
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    let queue_id = producer.queue().id;
+    let jobs: Vec<_> = (0..10).map(|n| json!({ "n": n })).collect();
+    producer.enqueue_batch(&jobs).await?;
+    let consumer = Consumer::new(&config, "tasks").await?;
+    let held: Vec<i64> = consumer
+        .dequeue_batch(2)
+        .await?
+        .iter()
+        .map(|job| job.id)
+        .collect();
+
+    let mut blocker = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM pgqrs.jobs WHERE id = $1 FOR UPDATE")
+        .bind(held[0])
+        .execute(&mut *blocker)
+        .await?;
+    let handoff = tokio::spawn({
+        let held = held.clone();
+        async move { consumer.archive_and_dequeue(&held, "completed", 5).await }
+    });
+    crate::common::wait_until(Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '-- Archives the held jobs%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_default();
+        waiting == 1
+    })
+    .await;
+    assert_eq!(
+        unlocked_runnable(&pool, queue_id).await?,
+        8,
+        "the waiting claim already holds runnable jobs"
+    );
+
+    blocker.rollback().await?;
+    let handoff = handoff.await.expect("claim task")?;
+    assert_eq!(handoff.jobs.len(), 5);
+    assert!(handoff.lost.is_empty());
+    assert_eq!(unlocked_runnable(&pool, queue_id).await?, 3);
+    Ok(())
+}
