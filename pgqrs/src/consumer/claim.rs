@@ -102,10 +102,13 @@ impl<T: Payload> Consumer<T> {
     /// One claim statement; on a capped queue, under the queue's claim lock so that the cap
     /// holds across all consumers.
     async fn claim(&self, limit: i64, lease_secs: f64, ack: Ack<'_>) -> Result<ClaimBatch> {
-        // The statement acks before its scans lock anything, which removes the deadlock two
-        // claims could reach when each scan kept a row the other's ack waited for (test
-        // `a_waiting_ack_has_locked_nothing_yet`). Should Postgres still report one, the
-        // loser's statement was rolled back whole, ack included, so running it again is safe.
+        // Two claims can deadlock: a scan that meets a job another consumer claimed a
+        // moment ago locks the job's newest version before it rechecks the WHERE and keeps
+        // that lock until commit, so each claim's ack (run after its scans) can wait on the
+        // other. Postgres breaks it after `deadlock_timeout`. The loser's statement was
+        // rolled back whole, ack included, so running it again is safe. (Acking before the
+        // scans, or acking only what can be locked at once, removed the deadlocks but cost
+        // more throughput than they lose; see issue 6.)
         let mut attempt = 0;
         loop {
             match self.claim_once(limit, lease_secs, ack).await {

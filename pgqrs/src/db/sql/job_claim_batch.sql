@@ -34,15 +34,6 @@ archived AS (
     SELECT id, queue_id, payload, priority, attempts, enqueued_at, (SELECT outcome FROM args) FROM done
     RETURNING id
 ),
--- The ack runs to completion before either scan below locks a row (both wait for this
--- count in a one-time filter). A scan that meets a job another consumer claimed a moment
--- ago locks that job's newest version before it rechecks the WHERE, and keeps the lock
--- until it commits; an ack that ran after the scans could then wait on a consumer that
--- waits on this one, a deadlock (seen in benchmark runs, 1 s lost each time). Waiting
--- before its scans, a claim holds nothing another claim's ack waits for.
-acked AS MATERIALIZED (
-    SELECT count(*) AS n FROM archived
-),
 queue AS (
     SELECT max_attempts, paused, global_concurrency FROM pgqrs.queues WHERE id = (SELECT queue_id FROM args)
 ),
@@ -63,7 +54,6 @@ expired AS (
     FROM pgqrs.jobs j
     WHERE j.queue_id = (SELECT queue_id FROM args)
       AND j.lease_expires_at <= now()
-      AND (SELECT n FROM acked) >= 0
     ORDER BY j.lease_expires_at
     LIMIT (SELECT n FROM budget)
     FOR UPDATE SKIP LOCKED
@@ -85,7 +75,6 @@ ready AS (
     WHERE j.queue_id = (SELECT queue_id FROM args)
       AND j.lease_token IS NULL
       AND j.run_at <= now()
-      AND (SELECT n FROM acked) >= 0
     ORDER BY j.priority DESC, j.run_at, j.id
     -- A constant for the planner (the largest batch a claim takes, `MAX_CLAIM_BATCH`); the
     -- budget applies in `picked`, which reads this lazily, so only the rows it takes are
