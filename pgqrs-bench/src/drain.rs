@@ -217,10 +217,19 @@ async fn depth(bench: &mut Bench) -> Result<()> {
         .await?;
     checkpoint(&bench.pool).await?;
     let mut ours = vec![Vec::new(); depths.len()];
-    for _ in 0..bench.reps {
+    for rep in 0..bench.reps {
         for (i, &depth) in depths.iter().enumerate() {
             ours[i].push(drain_ours(bench, &format!("depth-{depth}"), 1, 1, first).await?);
         }
+        let this_rep: Vec<String> = ours
+            .iter()
+            .map(|rates| format!("{:.0}", rates[rep]))
+            .collect();
+        eprintln!(
+            "    rep {}: pgqrs {} jobs/s at {depths:?} deep",
+            rep + 1,
+            this_rep.join(", ")
+        );
     }
     let mut rates = Vec::new();
     for (i, &depth) in depths.iter().enumerate() {
