@@ -86,8 +86,13 @@ async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
     let top = &plan[0]["Plan"];
     assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
-    let blocks = |key: &str| top[key].as_i64().unwrap_or_default();
-    Ok(blocks("Shared Hit Blocks") + blocks("Shared Read Blocks"))
+    Ok(shared_buffers(top))
+}
+
+/// Shared buffers (hit + read) of a node of an `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`.
+pub(crate) fn shared_buffers(node: &Value) -> i64 {
+    let blocks = |key: &str| node[key].as_i64().unwrap_or_default();
+    blocks("Shared Hit Blocks") + blocks("Shared Read Blocks")
 }
 
 /// Median over a few runs, so one autovacuum or cache hiccup does not decide.
@@ -139,6 +144,16 @@ async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
     Ok(())
 }
 
+/// Generic and custom plans made by the connection so far for the claim statement.
+async fn plan_counts(one: &PgPool) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '-- Archives the held jobs%'",
+    )
+    .fetch_one(one)
+    .await
+}
+
 /// Postgres keeps one generic plan for the claim instead of planning it on every call
 /// (planning this statement costs more than running it).
 #[sqlx::test(migrations = "../migrations")]
@@ -153,27 +168,12 @@ async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result
         let handoff = consumer.archive_and_dequeue(&held, "completed", 2).await?;
         held = handoff.jobs.iter().map(|job| job.id).collect();
     }
-    let (generic, custom): (i64, i64) = sqlx::query_as(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
-         WHERE statement LIKE '-- Archives the held jobs%'",
-    )
-    .fetch_one(&one)
-    .await?;
+    let (generic, custom) = plan_counts(&one).await?;
     assert!(
         generic >= 15 && custom <= 5,
         "{custom} custom plans, {generic} generic: the claim is planned on every call"
     );
     Ok(())
-}
-
-/// Generic and custom plans made by the connection so far for the claim statement.
-async fn plan_counts(one: &PgPool) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
-         WHERE statement LIKE '-- Archives the held jobs%'",
-    )
-    .fetch_one(one)
-    .await
 }
 
 /// A connection whose first claims ran on a short queue is back on its generic plan within
