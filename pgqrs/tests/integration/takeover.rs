@@ -2,6 +2,7 @@
 //! `Workflow::claim_next` of runs nobody holds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use pgqrs::Db;
@@ -135,5 +136,104 @@ async fn claim_next_hands_out_each_waiting_run_once(pool: PgPool) -> anyhow::Res
             .await?
             .is_none()
     );
+    Ok(())
+}
+
+/// The step's primary key, not only the lease check, keeps a step from being recorded
+/// twice: should another writer record it first (a taker whose insert raced this
+/// executor's lease check), the executor reports the lost lease and records nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_step_recorded_by_another_writer_is_not_recorded_again(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let pool = Db::from(pool);
+    setup(&pool).await;
+    sqlx::query("DELETE FROM hang").execute(&pool).await?;
+    let workflow = Workflow::create(&pool, "count_rows", &"orders").await?;
+    sqlx::query(
+        "INSERT INTO pgqrs.steps (run_id, seq, name, input, output, fingerprint)
+         VALUES ($1, 0, 'fetch', '[\"orders\"]', '\"rows of others\"', 'elsewhere')",
+    )
+    .bind(workflow.run_id())
+    .execute(&pool)
+    .await?;
+
+    let err = count_rows(&workflow, "orders").await.unwrap_err();
+    assert!(
+        matches!(pgqrs_error(&err), Error::LeaseLost { .. }),
+        "{err:#}"
+    );
+    let recorded: String =
+        sqlx::query_scalar("SELECT fingerprint FROM pgqrs.steps WHERE run_id = $1 AND seq = 0")
+            .bind(workflow.run_id())
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(recorded, "elsewhere", "the first record stays");
+    assert_eq!(effects(&pool, "slow_count").await, 0);
+    Ok(())
+}
+
+static BLOCKING: AtomicBool = AtomicBool::new(false);
+static BLOCKED_RUN: AtomicI64 = AtomicI64::new(0);
+
+#[pgqrs_step]
+async fn wait_async(_ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+#[pgqrs_step]
+async fn block_thread(_ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
+    BLOCKING.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(ms)
+}
+
+#[pgqrs_workflow]
+async fn wait_then_block(ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
+    let waited = wait_async(ctx, ms).await?;
+    block_thread(ctx, waited * 4).await
+}
+
+/// A run that outlives its first renewal is renewed from a task of its own, so a step that
+/// blocks its thread (for 800 ms, with a 300 ms lease) does not let the lease run out. The
+/// run executes on a runtime with two worker threads, as an application's would.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_long_run_keeps_its_lease_while_a_step_blocks_its_thread(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let config = crate::common::direct_config(&pool).visibility_timeout(Duration::from_millis(300));
+    let runner = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let run = Workflow::create(&config, "wait_then_block", &200u64).await?;
+            BLOCKED_RUN.store(run.run_id(), Ordering::SeqCst);
+            wait_then_block(&run, 200).await
+        })
+    });
+    crate::common::wait_until(Duration::from_secs(10), || async {
+        BLOCKING.load(Ordering::SeqCst)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let leased: bool = sqlx::query_scalar(
+        "SELECT j.lease_expires_at > now() FROM pgqrs.runs r JOIN pgqrs.jobs j ON j.id = r.job_id
+         WHERE r.id = $1",
+    )
+    .bind(BLOCKED_RUN.load(Ordering::SeqCst))
+    .fetch_one(&pool)
+    .await?;
+    assert!(
+        leased,
+        "the lease ran out while the step blocked its thread"
+    );
+
+    let output = tokio::task::spawn_blocking(move || runner.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the runner thread panicked"))??;
+    assert_eq!(output, 800);
     Ok(())
 }
