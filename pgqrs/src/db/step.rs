@@ -24,7 +24,7 @@ pub(crate) struct NewStep<'a> {
 /// A second record fails on that key rather than using `ON CONFLICT DO NOTHING`: a
 /// speculative insertion costs an extra WAL record and about 0.03 ms per step (pgbench),
 /// and a conflict only happens to an executor that lost its lease. The failed insert
-/// aborts the caller's transaction, if it runs in one.
+/// aborts the caller's transaction, if it runs in one, and the server logs it as an error.
 pub(crate) async fn step_complete<'c>(
     db: impl PgExecutor<'c>,
     step: &NewStep<'_>,
