@@ -75,18 +75,30 @@ async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i
         .filter_map(|r| r.try_get("lease_token?").ok())
         .collect();
     assert_eq!(ids.len(), BATCH as usize);
+    let plan = explain_claim(conn, queue_id, &ids, &tokens).await?;
+    let top = &plan[0]["Plan"];
+    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
+    Ok(shared_buffers(top))
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the claim [`prepare_generic`] made, acking
+/// `ids`; executed and rolled back.
+async fn explain_claim(
+    conn: &mut PgConnection,
+    queue_id: i32,
+    ids: &[i64],
+    tokens: &[i64],
+) -> sqlx::Result<Value> {
     sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
     let explain = format!(
         "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        execute(queue_id, &ids, &tokens)
+        execute(queue_id, ids, tokens)
     );
     let plan: Value = sqlx::query_scalar(AssertSqlSafe(explain))
         .fetch_one(&mut *conn)
         .await?;
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-    let top = &plan[0]["Plan"];
-    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
-    Ok(shared_buffers(top))
+    Ok(plan)
 }
 
 /// Shared buffers (hit + read) of a node of an `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`.
@@ -231,22 +243,11 @@ async fn a_claim_planned_on_a_one_page_table_reads_few_pages_after_it_grows(
         .await?;
     let mut conn = pool.acquire().await?;
     prepare_generic(&mut conn).await?;
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-    sqlx::raw_sql(AssertSqlSafe(execute(queue_id, &[], &[])))
-        .execute(&mut *conn)
-        .await?;
-    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+    // The first execution makes the generic plan, on the one-page table.
+    explain_claim(&mut conn, queue_id, &[], &[]).await?;
 
     fill(&producer, 50_000).await?;
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-    let explain = format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        execute(queue_id, &[], &[])
-    );
-    let plan: Value = sqlx::query_scalar(AssertSqlSafe(explain))
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+    let plan = explain_claim(&mut conn, queue_id, &[], &[]).await?;
     let buffers = shared_buffers(&plan[0]["Plan"]);
     assert!(
         // Planned on the grown table, the same claim reads about 120 to 200.
