@@ -214,8 +214,8 @@ impl<T: Payload> Consumer<T> {
 mod tests {
     #[test]
     fn the_claim_statement_takes_at_most_max_claim_batch() {
-        let sql = include_str!("../db/sql/job_claim_batch.sql");
+        let sql = include_str!("../../../migrations/0007_claim_function.sql");
         let limit = format!("LIMIT {}\n", super::super::MAX_CLAIM_BATCH);
-        assert!(sql.contains(&limit), "job_claim_batch.sql has no `{limit}`");
+        assert!(sql.contains(&limit), "the claim function has no `{limit}`");
     }
 }

@@ -1,17 +1,19 @@
-//! The claim reads the same few pages whatever the backlog. Measured on the plan Postgres
-//! really runs (the cached generic plan of the prepared statement), with an ack riding on
-//! it: the plan is pinned at 100k rows, and the buffers it touches are compared at 1k, 20k
-//! and 100k rows.
+//! The claim reads the same few pages whatever the backlog, and whatever the size of
+//! `pgqrs.jobs` when its plan was made. The claim is the function `pgqrs.job_claim_batch`;
+//! PL/pgSQL plans its statement once per connection, as a prepared statement would be, and
+//! the buffers of the function's scan are those its statement read. Plan shapes and plan
+//! counts are read from a mirror: the function's statement taken from the catalog and
+//! prepared under the function's setting (`enable_seqscan = off`).
 
-use pgqrs::{Config, Consumer, Producer};
+use pgqrs::Producer;
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 
 use crate::common::{in_snapshots, setup};
 
-/// The library's claim statement, byte for byte.
-const CLAIM_SQL: &str = include_str!("../../src/db/sql/job_claim_batch.sql");
+/// The claim function's signature, as `regprocedure` reads it.
+const FUNCTION: &str =
+    "pgqrs.job_claim_batch(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text)";
 const BATCH: i64 = 10;
 
 async fn fill(producer: &Producer, jobs: usize) -> pgqrs::Result<()> {
@@ -27,22 +29,65 @@ async fn fill(producer: &Producer, jobs: usize) -> pgqrs::Result<()> {
     Ok(())
 }
 
-/// A pool of one connection to the test database, so the library's statements and the
-/// test's look at the same session's plan cache.
-async fn one_connection(pool: &PgPool) -> sqlx::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with((*pool.connect_options()).clone())
-        .await
+/// The claim's arguments: a batch of `batch` from `queue_id`, archiving `ids` held under
+/// `tokens`.
+fn claim_args(queue_id: i32, batch: i64, ids: &[i64], tokens: &[i64]) -> String {
+    let list = |values: &[i64]| {
+        let items: Vec<String> = values.iter().map(i64::to_string).collect();
+        format!("'{{{}}}'", items.join(","))
+    };
+    format!(
+        "({queue_id}, {batch}, 30, NULL, false, {}, {}, 'completed')",
+        list(ids),
+        list(tokens)
+    )
 }
 
-/// Prepares the claim on `conn` under the generic plan, as the plan cache ends up using.
-pub(crate) async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut *conn)
-        .await?;
+/// The library's claim: a call of the function.
+fn call(queue_id: i32, batch: i64, ids: &[i64], tokens: &[i64]) -> String {
+    format!(
+        "SELECT * FROM pgqrs.job_claim_batch{}",
+        claim_args(queue_id, batch, ids, tokens)
+    )
+}
+
+/// `EXECUTE` of the mirror [`prepare_mirror`] made.
+pub(crate) fn execute_mirror(queue_id: i32, batch: i64, ids: &[i64], tokens: &[i64]) -> String {
+    format!("EXECUTE mirror{}", claim_args(queue_id, batch, ids, tokens))
+}
+
+/// The statement inside the installed claim function, byte for byte.
+async fn claim_statement(conn: &mut PgConnection) -> sqlx::Result<String> {
+    let body: String =
+        sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE oid = $1::regprocedure")
+            .bind(FUNCTION)
+            .fetch_one(&mut *conn)
+            .await?;
+    let start = body
+        .find("RETURN QUERY")
+        .map(|at| at + "RETURN QUERY".len());
+    match (start, body.rfind(';')) {
+        (Some(start), Some(end)) if start < end => Ok(body[start..end].to_owned()),
+        _ => Err(sqlx::Error::Protocol(format!(
+            "no RETURN QUERY in {FUNCTION}: {body}"
+        ))),
+    }
+}
+
+/// Prepares the claim function's statement as `mirror` on `conn`; with `as_the_function`
+/// the session plans with the function's setting (`enable_seqscan = off`).
+pub(crate) async fn prepare_mirror(
+    conn: &mut PgConnection,
+    as_the_function: bool,
+) -> sqlx::Result<()> {
+    let statement = claim_statement(conn).await?;
+    if as_the_function {
+        sqlx::raw_sql("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await?;
+    }
     let prepare = format!(
-        "PREPARE pgqrs_claim(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text) AS {CLAIM_SQL}"
+        "PREPARE mirror(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text) AS {statement}"
     );
     sqlx::raw_sql(AssertSqlSafe(prepare))
         .execute(&mut *conn)
@@ -50,50 +95,65 @@ pub(crate) async fn prepare_generic(conn: &mut PgConnection) -> sqlx::Result<()>
     Ok(())
 }
 
-/// `EXECUTE` of the claim [`prepare_generic`] made: a batch of `BATCH`, acking `ids`.
-pub(crate) fn execute(queue_id: i32, ids: &[i64], tokens: &[i64]) -> String {
-    let list = |values: &[i64]| {
-        let items: Vec<String> = values.iter().map(i64::to_string).collect();
-        format!("'{{{}}}'", items.join(","))
-    };
-    format!(
-        "EXECUTE pgqrs_claim({queue_id}, {BATCH}, 30, NULL, false, {}, {}, 'completed')",
-        list(ids),
-        list(tokens)
-    )
-}
-
-/// Shared buffers (hit + read) of one claim of `BATCH` jobs that also archives the
-/// previous batch; executed and rolled back.
-async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i64> {
-    let held = sqlx::raw_sql(AssertSqlSafe(execute(queue_id, &[], &[])))
-        .fetch_all(&mut *conn)
+/// Plans every statement of the session generically from its first execution, as the
+/// plan cache ends up doing; the claim function's statement included.
+pub(crate) async fn force_generic_plans(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
         .await?;
-    let ids: Vec<i64> = held.iter().filter_map(|r| r.try_get("id?").ok()).collect();
-    let tokens: Vec<i64> = held
-        .iter()
-        .filter_map(|r| r.try_get("lease_token?").ok())
-        .collect();
-    assert_eq!(ids.len(), BATCH as usize);
-    let plan = explain_claim(conn, queue_id, &ids, &tokens).await?;
-    let top = &plan[0]["Plan"];
-    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
-    Ok(shared_buffers(top))
+    Ok(())
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of the claim [`prepare_generic`] made, acking
-/// `ids`; executed and rolled back.
-async fn explain_claim(
+/// `EXPLAIN {options}` of the claim function's statement, planned generically as the
+/// function plans it, for a batch of `BATCH` acking `ids`; the session's settings and
+/// prepared statements are left as they were.
+pub(crate) async fn explain_mirror<T>(
     conn: &mut PgConnection,
+    options: &str,
     queue_id: i32,
     ids: &[i64],
     tokens: &[i64],
-) -> sqlx::Result<Value> {
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+{
+    let statement = claim_statement(conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN;
+         SET LOCAL enable_seqscan = off;
+         SET LOCAL plan_cache_mode = force_generic_plan;
+         PREPARE plan_mirror(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text) AS {statement}"
+    )))
+    .execute(&mut *conn)
+    .await?;
     let explain = format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        execute(queue_id, ids, tokens)
+        "EXPLAIN ({options}) EXECUTE plan_mirror{}",
+        claim_args(queue_id, BATCH, ids, tokens)
     );
+    let plan = sqlx::query_scalar(AssertSqlSafe(explain))
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::raw_sql("DEALLOCATE plan_mirror; ROLLBACK")
+        .execute(&mut *conn)
+        .await?;
+    Ok(plan)
+}
+
+/// Ids and lease tokens of the jobs a claim returned (rows without a job are skipped).
+fn held(rows: &[sqlx::postgres::PgRow]) -> (Vec<i64>, Vec<i64>) {
+    rows.iter()
+        .filter_map(|row| {
+            let id: Option<i64> = row.try_get("id").ok()?;
+            let token: Option<i64> = row.try_get("lease_token").ok()?;
+            id.zip(token)
+        })
+        .unzip()
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of `statement`; executed and rolled back.
+async fn explain_analyze(conn: &mut PgConnection, statement: &str) -> sqlx::Result<Value> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}");
     let plan: Value = sqlx::query_scalar(AssertSqlSafe(explain))
         .fetch_one(&mut *conn)
         .await?;
@@ -105,6 +165,20 @@ async fn explain_claim(
 pub(crate) fn shared_buffers(node: &Value) -> i64 {
     let blocks = |key: &str| node[key].as_i64().unwrap_or_default();
     blocks("Shared Hit Blocks") + blocks("Shared Read Blocks")
+}
+
+/// Shared buffers of one claim of `BATCH` jobs through the function that also archives
+/// the previous batch; executed and rolled back.
+async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i64> {
+    let rows = sqlx::raw_sql(AssertSqlSafe(call(queue_id, BATCH, &[], &[])))
+        .fetch_all(&mut *conn)
+        .await?;
+    let (ids, tokens) = held(&rows);
+    assert_eq!(ids.len(), BATCH as usize);
+    let plan = explain_analyze(conn, &call(queue_id, BATCH, &ids, &tokens)).await?;
+    let top = &plan[0]["Plan"];
+    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
+    Ok(shared_buffers(top))
 }
 
 /// Median over a few runs, so one autovacuum or cache hiccup does not decide.
@@ -127,7 +201,7 @@ async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
     // Another queue's backlog shares the table and must not be read either.
     fill(&Producer::new(&config, "other").await?, 20_000).await?;
     let mut conn = pool.acquire().await?;
-    prepare_generic(&mut conn).await?;
+    force_generic_plans(&mut conn).await?;
 
     // Depths where a generic plan could prefer a hash join or a sort over the index.
     let mut buffers = Vec::new();
@@ -145,42 +219,50 @@ async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
         );
     }
 
-    let explain = format!(
-        "EXPLAIN (COSTS OFF) {}",
-        execute(queue_id, &[1, 2], &[3, 4])
-    );
-    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
-        .fetch_all(&mut *conn)
-        .await?;
+    let plan: Vec<String> =
+        explain_mirror(&mut conn, "COSTS OFF", queue_id, &[1, 2], &[3, 4]).await?;
     in_snapshots(|| insta::assert_snapshot!("claim_plan_100k", plan.join("\n")));
     Ok(())
 }
 
-/// Generic and custom plans made by the connection so far for the claim statement.
-async fn plan_counts(one: &PgPool) -> sqlx::Result<(i64, i64)> {
+/// Generic and custom plans made by the connection so far for the mirror of the claim.
+async fn plan_counts(conn: &mut PgConnection) -> sqlx::Result<(i64, i64)> {
     sqlx::query_as(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
-         WHERE statement LIKE '-- Archives the held jobs%'",
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'mirror'",
     )
-    .fetch_one(one)
+    .fetch_one(&mut *conn)
     .await
+}
+
+/// `claims` claims of `batch` through the mirror, each archiving the batch before it.
+async fn claim_through_mirror(
+    conn: &mut PgConnection,
+    queue_id: i32,
+    batch: i64,
+    claims: usize,
+) -> sqlx::Result<()> {
+    let (mut ids, mut tokens) = (Vec::new(), Vec::new());
+    for _ in 0..claims {
+        let claim = execute_mirror(queue_id, batch, &ids, &tokens);
+        let rows = sqlx::raw_sql(AssertSqlSafe(claim))
+            .fetch_all(&mut *conn)
+            .await?;
+        (ids, tokens) = held(&rows);
+    }
+    Ok(())
 }
 
 /// Postgres keeps one generic plan for the claim instead of planning it on every call
 /// (planning this statement costs more than running it).
 #[sqlx::test(migrations = "../migrations")]
 async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result<()> {
-    let one = one_connection(&pool).await?;
-    let (config, _admin) = setup(one.clone(), &["tasks"]).await;
-    let config: Config = config;
-    fill(&Producer::new(&config, "tasks").await?, 100).await?;
-    let consumer = Consumer::new(&config, "tasks").await?;
-    let mut held = Vec::new();
-    for _ in 0..20 {
-        let handoff = consumer.archive_and_dequeue(&held, "completed", 2).await?;
-        held = handoff.jobs.iter().map(|job| job.id).collect();
-    }
-    let (generic, custom) = plan_counts(&one).await?;
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    fill(&producer, 100).await?;
+    let mut conn = pool.acquire().await?;
+    prepare_mirror(&mut conn, true).await?;
+    claim_through_mirror(&mut conn, producer.queue().id, 2, 20).await?;
+    let (generic, custom) = plan_counts(&mut conn).await?;
     assert!(
         generic >= 15 && custom <= 5,
         "{custom} custom plans, {generic} generic: the claim is planned on every call"
@@ -195,64 +277,70 @@ async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result
 /// (0.5 ms a time) until the average caught up: thousands of claims at a million deep.
 #[sqlx::test(migrations = "../migrations")]
 async fn the_claim_keeps_its_generic_plan_after_the_queue_grows(pool: PgPool) -> pgqrs::Result<()> {
-    let one = one_connection(&pool).await?;
-    let (config, _admin) = setup(one.clone(), &["tasks"]).await;
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
-    let consumer = Consumer::new(&config, "tasks").await?;
+    let queue_id = producer.queue().id;
     fill(&producer, 20).await?;
-    let mut held = Vec::new();
-    for _ in 0..10 {
-        let handoff = consumer.archive_and_dequeue(&held, "completed", 1).await?;
-        held = handoff.jobs.iter().map(|job| job.id).collect();
-    }
+    let mut conn = pool.acquire().await?;
+    prepare_mirror(&mut conn, true).await?;
+    claim_through_mirror(&mut conn, queue_id, 1, 10).await?;
     fill(&producer, 200_000).await?;
     // What autovacuum does after such a burst; it also invalidates the cached plan.
-    sqlx::query("ANALYZE pgqrs.jobs").execute(&one).await?;
-    let mut counts = Vec::new();
-    for claim in 1..=120 {
-        let handoff = consumer.archive_and_dequeue(&held, "completed", 1).await?;
-        held = handoff.jobs.iter().map(|job| job.id).collect();
-        if claim == 20 || claim == 120 {
-            counts.push(plan_counts(&one).await?);
-        }
-    }
-    println!("(generic, custom) plans after 20 and 120 claims: {counts:?}");
+    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
+    claim_through_mirror(&mut conn, queue_id, 1, 20).await?;
+    let after_20 = plan_counts(&mut conn).await?;
+    claim_through_mirror(&mut conn, queue_id, 1, 100).await?;
+    let after_120 = plan_counts(&mut conn).await?;
+    println!("(generic, custom) plans after 20 and 120 claims: {after_20:?} {after_120:?}");
     assert_eq!(
-        counts[0].1, counts[1].1,
-        "claims 21 to 120 after the queue grew were planned anew ({counts:?} as (generic, custom))"
+        after_20.1, after_120.1,
+        "claims 21 to 120 after the queue grew were planned anew ({after_20:?} then {after_120:?} as (generic, custom))"
     );
     Ok(())
 }
 
-/// Known defect (issue 6): a claim whose generic plan was made while `pgqrs.jobs` was one
-/// page updates the picked rows by sequential scan (`id = ANY(...)` over one page is
-/// cheapest so), and keeps doing so after the table grows, until an `ANALYZE` or `VACUUM`
-/// of the table invalidates the plan. Planned at 20 jobs, a claim of 10 after 50,000 more
-/// arrived reads every page of the table. Run it with `--run-ignored all`; it fails until
-/// the defect is fixed.
+/// A claim whose plan was made while `pgqrs.jobs` was one page still reads a few pages
+/// after the table grew. Without the function's `enable_seqscan = off` (the mirror
+/// without it, which is how the claim ran before), such a plan updated the picked rows
+/// by sequential scan (`id = ANY(...)` over one page is cheapest so) and kept doing so
+/// until an `ANALYZE` or `VACUUM` of the table invalidated it: every claim read the whole
+/// table.
 #[sqlx::test(migrations = "../migrations")]
-#[ignore = "known defect: the claim planned on a one-page jobs table scans it whole later (issue 6)"]
 async fn a_claim_planned_on_a_one_page_table_reads_few_pages_after_it_grows(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
     let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
     let producer = Producer::new(&config, "tasks").await?;
+    let queue_id = producer.queue().id;
     fill(&producer, 20).await?;
-    let queue_id: i32 = sqlx::query_scalar("SELECT id FROM pgqrs.queues WHERE name = 'tasks'")
-        .fetch_one(&pool)
-        .await?;
-    let mut conn = pool.acquire().await?;
-    prepare_generic(&mut conn).await?;
-    // The first execution makes the generic plan, on the one-page table.
-    explain_claim(&mut conn, queue_id, &[], &[]).await?;
+    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
+    // The first execution makes each connection's generic plan, on the one-page table.
+    let mut library = pool.acquire().await?;
+    force_generic_plans(&mut library).await?;
+    explain_analyze(&mut library, &call(queue_id, BATCH, &[], &[])).await?;
+    let mut unfixed = pool.acquire().await?;
+    force_generic_plans(&mut unfixed).await?;
+    prepare_mirror(&mut unfixed, false).await?;
+    let unfixed_claim = execute_mirror(queue_id, BATCH, &[], &[]);
+    explain_analyze(&mut unfixed, &unfixed_claim).await?;
 
     fill(&producer, 50_000).await?;
-    let plan = explain_claim(&mut conn, queue_id, &[], &[]).await?;
+    let plan = explain_analyze(&mut library, &call(queue_id, BATCH, &[], &[])).await?;
     let buffers = shared_buffers(&plan[0]["Plan"]);
+    let unfixed_plan = explain_analyze(&mut unfixed, &unfixed_claim).await?;
+    let unfixed_buffers = shared_buffers(&unfixed_plan[0]["Plan"]);
+    println!(
+        "claim of {BATCH} at 50,020 jobs planned at 20: {buffers} buffers; {unfixed_buffers} without the setting"
+    );
     assert!(
         // Planned on the grown table, the same claim reads about 120 to 200.
         buffers <= 300,
         "a claim of {BATCH} read {buffers} buffers: {plan}"
+    );
+    assert!(
+        unfixed_buffers > 1_000,
+        "the statement without the function's setting read only {unfixed_buffers} buffers: \
+         this test no longer reproduces the one-page plan"
     );
     Ok(())
 }

@@ -9,7 +9,7 @@ use pgqrs::{Consumer, MAX_CLAIM_BATCH, Producer};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::claim_plan::{execute, prepare_generic, shared_buffers};
+use crate::claim_plan::{explain_mirror, force_generic_plans, shared_buffers};
 use crate::common::setup;
 
 /// The two shapes `pgqrs/src/db/` names leased jobs in: one job (a workflow's lease
@@ -62,7 +62,7 @@ async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
         .execute(&pool)
         .await?;
     let mut conn = pool.acquire().await?;
-    prepare_generic(&mut conn).await?;
+    force_generic_plans(&mut conn).await?;
     for (signature, body, _) in LOOKUPS {
         sqlx::raw_sql(AssertSqlSafe(format!("PREPARE {signature} AS {body}")))
             .execute(&mut *conn)
@@ -71,9 +71,10 @@ async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
 
     // The generic plans, made now, are the ones the connection keeps.
     let queue_id = producer.queue().id;
-    let claim = execute(queue_id, &[1, 2], &[3, 4]);
+    let claim: Vec<Value> =
+        explain_mirror(&mut conn, "FORMAT JSON", queue_id, &[1, 2], &[3, 4]).await?;
     let mut scans = Vec::new();
-    job_scans(&plan(&mut conn, &claim).await?[0]["Plan"], &mut scans);
+    job_scans(&claim[0][0]["Plan"], &mut scans);
     assert!(
         scans.iter().all(|(_, cond)| *cond),
         "the claim reads a jobs index without a condition on it: {scans:?}"
