@@ -1,14 +1,19 @@
--- The claim, as a function whose plans are made with sequential scans disabled.
+-- The claim, as a function: its settings apply to the plan of its statement, which
+-- PL/pgSQL caches per connection as a prepared statement would be. A session SET cannot do
+-- this (transaction-mode poolers share sessions).
 --
--- A claim's statement gets one generic plan per connection, made after its first five
--- executions and kept until an ANALYZE or VACUUM of `pgqrs.jobs` invalidates it. Planned
--- while the table was one page, that plan updated and deleted the picked rows by
--- sequential scan (`id = ANY(...)` over one page is cheapest so) and went on scanning the
--- whole table once it had grown: a claim of 1 read 5,572 pages (35 ms) at 200k jobs
--- until autovacuum came by, up to a minute later. Inside this function every read of the
--- claim goes through an index whatever the table's size at planning time; the plan is
--- still cached per connection (PL/pgSQL keeps it like a prepared statement). A session
--- SET cannot do this: transaction-mode poolers share sessions.
+-- `plan_cache_mode = force_generic_plan`: the statement is planned once per connection
+-- (again after an ANALYZE or VACUUM of a table it reads), never per call. Postgres
+-- otherwise plans anew on every call while the generic plan costs more than the average
+-- of the first custom plans; after the table's statistics moved (50,000 jobs leased and
+-- analyzed, with the first plans made at 20 jobs) 100 claims out of 100 were planned anew,
+-- 0.5 ms each, and a connection needs hundreds of such claims to average its way back.
+--
+-- `enable_seqscan = off`: the one plan never scans `pgqrs.jobs` whole, whatever the
+-- table's size when it was made. Planned while the table was one page, it updated and
+-- deleted the picked rows by sequential scan (`id = ANY(...)` over one page is cheapest
+-- so) and went on scanning the whole table once it had grown: a claim of 1 read 5,572
+-- pages (35 ms) at 200k jobs until autovacuum came by, up to a minute later.
 --
 -- Archives the held jobs ($6 ids, $7 their lease tokens) with outcome $8, then claims up
 -- to $2 jobs of queue $1 for $3 seconds under one fresh fencing token, for the worker $4
@@ -43,14 +48,14 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
     WITH args AS MATERIALIZED (
-        -- The parameters, out of the planner's sight: a custom plan then costs what the
-        -- generic one does, and Postgres keeps the generic plan instead of planning this
-        -- statement anew on every call.
+        -- The parameters, out of the planner's sight: the one generic plan is made
+        -- without them.
         SELECT $1::integer AS queue_id, $2::bigint AS batch, $3::float8 AS lease_secs,
                $4::bigint AS worker_id, $5::boolean AS holds_claim_lock,
                $6::bigint[] AS ack_ids, $7::bigint[] AS ack_tokens, $8::text AS outcome
