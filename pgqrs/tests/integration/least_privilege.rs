@@ -91,6 +91,11 @@ async fn flow(pool: &PgPool, owner: &str, app: &str) -> anyhow::Result<()> {
     let owner_pool = pool_as(pool, owner).await?;
     let owner_admin = Admin::new(&Config::from_pool(owner_pool.clone())).await?;
     owner_admin.install().await?;
+    // As in a hardened database, where functions are not executable by everyone: the
+    // claim is the function `pgqrs.job_claim_batch`.
+    sqlx::raw_sql("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgqrs FROM PUBLIC")
+        .execute(&owner_pool)
+        .await?;
     sqlx::raw_sql(AssertSqlSafe(Admin::grant_sql(app)?))
         .execute(&owner_pool)
         .await?;
