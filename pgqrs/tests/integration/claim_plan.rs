@@ -3,7 +3,8 @@
 //! PL/pgSQL plans its statement once per connection, as a prepared statement would be, and
 //! the buffers of the function's scan are those its statement read. Plan shapes and plan
 //! counts are read from a mirror: the function's statement taken from the catalog and
-//! prepared under the function's setting (`enable_seqscan = off`).
+//! prepared under the function's settings (`enable_seqscan = off`, `plan_cache_mode =
+//! force_generic_plan`), or without them to show what they prevent.
 
 use pgqrs::Producer;
 use serde_json::{Value, json};
