@@ -114,7 +114,7 @@ pub(crate) async fn prepare_mirror(
 }
 
 /// Plans every statement of the session generically from its first execution, as the
-/// plan cache ends up doing; the claim function's statement included.
+/// plan cache ends up doing. (The claim function does so for its statement by itself.)
 pub(crate) async fn force_generic_plans(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
         .execute(&mut *conn)
@@ -217,8 +217,8 @@ async fn claim_cost_is_flat_from_1k_to_100k_deep_and_plan_is_pinned(
     let queue_id = producer.queue().id;
     // Another queue's backlog shares the table and must not be read either.
     fill(&Producer::new(&config, "other").await?, 20_000).await?;
+    // The function plans generically from its first call (`plan_cache_mode`).
     let mut conn = pool.acquire().await?;
-    force_generic_plans(&mut conn).await?;
 
     // Depths where a generic plan could prefer a hash join or a sort over the index.
     let mut buffers = Vec::new();
@@ -288,6 +288,17 @@ async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result
     Ok(())
 }
 
+/// The queue `tasks` with 20 jobs, analyzed: `pgqrs.jobs` is one page when the first plans
+/// are made. Returns its producer and id.
+async fn short_queue(pool: &PgPool) -> pgqrs::Result<(Producer, i32)> {
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    fill(&producer, 20).await?;
+    sqlx::query("ANALYZE pgqrs.jobs").execute(pool).await?;
+    let queue_id = producer.queue().id;
+    Ok((producer, queue_id))
+}
+
 /// A connection whose first plans were made on a short queue does not plan the claim anew
 /// on every call once the table's statistics have moved (50,000 jobs leased, 50,000
 /// waiting). Postgres plans anew while the generic plan costs more than the average of the
@@ -297,11 +308,7 @@ async fn the_claim_is_planned_once_per_connection(pool: PgPool) -> pgqrs::Result
 async fn the_claim_is_not_planned_anew_after_the_tables_statistics_move(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
-    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
-    let producer = Producer::new(&config, "tasks").await?;
-    let queue_id = producer.queue().id;
-    fill(&producer, 20).await?;
-    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
+    let (producer, queue_id) = short_queue(&pool).await?;
     // Two connections make their first plans on the short queue: one with the function's
     // settings, one without (how the claim was planned before it was a function).
     let mut library = pool.acquire().await?;
@@ -353,14 +360,9 @@ async fn the_claim_is_not_planned_anew_after_the_tables_statistics_move(
 async fn a_claim_planned_on_a_one_page_table_reads_few_pages_after_it_grows(
     pool: PgPool,
 ) -> pgqrs::Result<()> {
-    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
-    let producer = Producer::new(&config, "tasks").await?;
-    let queue_id = producer.queue().id;
-    fill(&producer, 20).await?;
-    sqlx::query("ANALYZE pgqrs.jobs").execute(&pool).await?;
+    let (producer, queue_id) = short_queue(&pool).await?;
     // The first execution makes each connection's generic plan, on the one-page table.
     let mut library = pool.acquire().await?;
-    force_generic_plans(&mut library).await?;
     explain_analyze(&mut library, &call(queue_id, BATCH, &[], &[])).await?;
     let mut unfixed = pool.acquire().await?;
     force_generic_plans(&mut unfixed).await?;
