@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use pgqrs::{Admin, Config};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use report::Report;
 
@@ -103,11 +103,9 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query("CREATE DATABASE pgqrs_bench")
         .execute(&admin_pool)
         .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_with(server.database("pgqrs_bench"))
-        .await?;
-    let config = Config::from_pool(pool.clone());
+    // The raw baselines run on pgqrs's own pool, so both sides pay the same pool costs.
+    let config = Config::from_connect_options(server.database("pgqrs_bench")).max_connections(16);
+    let pool = config.pool().await?;
     let admin = Admin::new(&config).await?;
     admin.install().await?;
     raw::setup(&pool).await?;

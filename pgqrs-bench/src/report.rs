@@ -9,7 +9,8 @@ pub(crate) const HEADER: &str = "# pgqrs benchmark results\n\n\
 Written by `cargo run --release -p pgqrs-bench` (the last full run). Every row runs pgqrs and \
 its raw-SQL baseline in one process, against one server, interleaved; figures are medians. \
 The ratio is pgqrs / baseline for rates, baseline / pgqrs for costs, so above 1 means pgqrs \
-does better.\n";
+does better. Both run on the pool pgqrs makes (16 connections, a connection pinged before use \
+only after a second idle).\n";
 
 /// One scenario's outcome.
 #[derive(Debug)]

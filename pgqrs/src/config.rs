@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 use tokio::sync::OnceCell;
 
 use crate::{Db, Error, Pooler, Result};
@@ -16,11 +16,19 @@ pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default limit on a serialized payload.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Where to find Postgres and how pgqrs behaves there.
 ///
 /// Cloning is cheap and clones share one connection pool, created on first use by
 /// [`Admin::new`](crate::Admin::new), [`Producer::new`](crate::Producer::new) or
 /// [`Consumer::new`](crate::Consumer::new). Neither `Debug` nor `Display` shows the password.
+///
+/// That pool pings a connection before handing it out only if it sat idle for a second or
+/// more (as pgx does), not before every statement as sqlx does by default: a busy pool saves
+/// a round trip per call, and a connection the server ended in the last second fails one
+/// call and is then replaced.
 ///
 /// ```
 /// use std::time::Duration;
@@ -258,6 +266,18 @@ impl Config {
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(self.acquire_timeout)
+                    // sqlx pings every connection it hands out: a round trip before each
+                    // statement. Like pgx (River's driver), ping only one that sat idle long
+                    // enough to have gone stale; a busy connection proves itself by working.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(self.pooler.connect_options(self.connect.clone()))
                     .await
             })

@@ -20,6 +20,7 @@ mod least_privilege;
 mod metrics_plan;
 mod migrations;
 mod observability;
+mod pool;
 mod round_trips;
 mod schema;
 mod takeover;
