@@ -189,15 +189,9 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             )
         };
         for (baseline, raw, target) in [first, second] {
-            bench.report.add(Row {
-                scenario: scenario.clone(),
-                unit: "jobs/s",
-                ours,
-                baseline,
-                raw,
-                higher_is_better: true,
-                target,
-            });
+            bench
+                .report
+                .add(Row::jobs_per_second(&scenario, ours, baseline, raw, target));
         }
     }
     depth(bench).await

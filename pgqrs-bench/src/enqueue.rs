@@ -1,91 +1,155 @@
-//! A: enqueue one job per call; B: enqueue batches of 100.
+//! A: enqueue one job per call; B: enqueue batches of 100. Next to each baseline, the same
+//! bare statement into `pgqrs.jobs`: how much of the gap is the table, how much pgqrs's
+//! statement (the queue check, the wake-up, the options).
 
+use std::future::Future;
 use std::time::Instant;
 
 use anyhow::Result;
 use pgqrs::Producer;
 use serde_json::Value;
+use sqlx::PgPool;
 
 use crate::report::{Row, median};
 use crate::{Bench, checkpoint, payload, raw};
 
+/// Jobs per second of `n` calls of `call`, each given its job's number, after a checkpoint.
+async fn rate<F, Fut>(pool: &PgPool, n: usize, per_call: usize, mut call: F) -> Result<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    checkpoint(pool).await?;
+    let start = Instant::now();
+    for i in 0..n / per_call {
+        call(i * per_call).await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn batch(first: usize) -> Vec<Value> {
+    (first..first + 100).map(payload).collect()
+}
+
 pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Result<()> {
-    bench.admin.create_queue("enqueue").await?;
-    let producer = Producer::new(&bench.config, "enqueue").await?;
-    let quiet = Producer::new(&bench.config.clone().notify(false), "enqueue").await?;
+    let queue = bench.admin.create_queue("enqueue").await?.id;
+    let producer = &Producer::new(&bench.config, "enqueue").await?;
+    let quiet = &Producer::new(&bench.config.clone().notify(false), "enqueue").await?;
+    let pool = &bench.pool;
     if single {
         let n = bench.size(5_000, 300);
         eprintln!("[A] enqueue 1 job per call, {n} jobs, 1 client");
-        let (mut ours, mut theirs, mut unnotified) = (Vec::new(), Vec::new(), Vec::new());
+        let [mut ours, mut unnotified, mut bare, mut theirs] = [(); 4].map(|_| Vec::new());
         for _ in 0..bench.reps {
-            checkpoint(&bench.pool).await?;
-            let start = Instant::now();
-            for i in 0..n {
-                producer.enqueue(&payload(i)).await?;
-            }
-            ours.push(n as f64 / start.elapsed().as_secs_f64());
-            checkpoint(&bench.pool).await?;
-            let start = Instant::now();
-            for i in 0..n {
-                quiet.enqueue(&payload(i)).await?;
-            }
-            unnotified.push(n as f64 / start.elapsed().as_secs_f64());
-            checkpoint(&bench.pool).await?;
-            let start = Instant::now();
-            for i in 0..n {
-                raw::insert_one(&bench.pool, &payload(i)).await?;
-            }
-            theirs.push(n as f64 / start.elapsed().as_secs_f64());
+            ours.push(
+                rate(pool, n, 1, |i| async move {
+                    producer.enqueue(&payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            unnotified.push(
+                rate(pool, n, 1, |i| async move {
+                    quiet.enqueue(&payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            bare.push(
+                rate(pool, n, 1, |i| async move {
+                    raw::insert_one_into_pgqrs(pool, queue, &payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            theirs.push(
+                rate(pool, n, 1, |i| async move {
+                    raw::insert_one(pool, &payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
         }
-        let raw = median(theirs);
-        bench.report.add(Row {
-            scenario: "A enqueue, 1 per call".into(),
-            unit: "jobs/s",
-            ours: median(ours),
-            baseline: "INSERT .. RETURNING",
+        let (ours, raw) = (median(ours), median(theirs));
+        let bare = median(bare);
+        bench.report.add(Row::jobs_per_second(
+            "A enqueue, 1 per call",
+            ours,
+            "INSERT .. RETURNING",
             raw,
-            higher_is_better: true,
-            target: Some(0.95),
-        });
-        bench.report.add(Row {
-            scenario: "A enqueue, 1 per call, NOTIFY off".into(),
-            unit: "jobs/s",
-            ours: median(unnotified),
-            baseline: "INSERT .. RETURNING",
+            Some(0.95),
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "A enqueue, 1 per call, NOTIFY off",
+            median(unnotified),
+            "INSERT .. RETURNING",
             raw,
-            higher_is_better: true,
-            target: None,
-        });
+            None,
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "A enqueue, 1 per call",
+            ours,
+            "the same bare INSERT into pgqrs.jobs",
+            bare,
+            None,
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "A the bare INSERT into pgqrs.jobs",
+            bare,
+            "INSERT .. RETURNING",
+            raw,
+            None,
+        ));
     }
     if batched {
         let n = bench.size(50_000, 3_000);
         eprintln!("[B] enqueue batches of 100, {n} jobs, 1 client");
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let [mut ours, mut bare, mut theirs] = [(); 3].map(|_| Vec::new());
         for _ in 0..bench.reps {
-            checkpoint(&bench.pool).await?;
-            let start = Instant::now();
-            for chunk in 0..n / 100 {
-                let batch: Vec<Value> = (chunk * 100..chunk * 100 + 100).map(payload).collect();
-                producer.enqueue_batch(&batch).await?;
-            }
-            ours.push(n as f64 / start.elapsed().as_secs_f64());
-            checkpoint(&bench.pool).await?;
-            let start = Instant::now();
-            for chunk in 0..n / 100 {
-                let batch: Vec<Value> = (chunk * 100..chunk * 100 + 100).map(payload).collect();
-                raw::insert_batch(&bench.pool, &batch).await?;
-            }
-            theirs.push(n as f64 / start.elapsed().as_secs_f64());
+            ours.push(
+                rate(pool, n, 100, |i| async move {
+                    producer.enqueue_batch(&batch(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            bare.push(
+                rate(pool, n, 100, |i| async move {
+                    raw::insert_batch_into_pgqrs(pool, queue, &batch(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            theirs.push(
+                rate(pool, n, 100, |i| async move {
+                    raw::insert_batch(pool, &batch(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
         }
-        bench.report.add(Row {
-            scenario: "B enqueue, batches of 100".into(),
-            unit: "jobs/s",
-            ours: median(ours),
-            baseline: "INSERT .. SELECT unnest",
-            raw: median(theirs),
-            higher_is_better: true,
-            target: Some(0.9),
-        });
+        let (ours, bare, raw) = (median(ours), median(bare), median(theirs));
+        bench.report.add(Row::jobs_per_second(
+            "B enqueue, batches of 100",
+            ours,
+            "INSERT .. SELECT unnest",
+            raw,
+            Some(0.9),
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "B enqueue, batches of 100",
+            ours,
+            "the same bare INSERT into pgqrs.jobs",
+            bare,
+            None,
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "B the bare INSERT into pgqrs.jobs",
+            bare,
+            "INSERT .. SELECT unnest",
+            raw,
+            None,
+        ));
     }
     bench.admin.delete_queue("enqueue").await?;
     raw::truncate(&bench.pool).await?;

@@ -48,6 +48,36 @@ pub(crate) async fn insert_batch(pool: &PgPool, payloads: &[Value]) -> Result<Ve
     )
 }
 
+/// [`insert_one`] into `pgqrs.jobs`: the table's share of an enqueue's cost.
+pub(crate) async fn insert_one_into_pgqrs(
+    pool: &PgPool,
+    queue: i32,
+    payload: &Value,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO pgqrs.jobs (queue_id, payload) VALUES ($1, $2) RETURNING id",
+    )
+    .bind(queue)
+    .bind(payload)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// [`insert_batch`] into `pgqrs.jobs`.
+pub(crate) async fn insert_batch_into_pgqrs(
+    pool: &PgPool,
+    queue: i32,
+    payloads: &[Value],
+) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO pgqrs.jobs (queue_id, payload) SELECT $1, unnest($2::jsonb[]) RETURNING id",
+    )
+    .bind(queue)
+    .bind(payloads)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Fills the table with `n` jobs, 1,000 per statement.
 pub(crate) async fn fill(pool: &PgPool, n: usize) -> Result<()> {
     let batch: Vec<Value> = (0..1_000).map(crate::payload).collect();

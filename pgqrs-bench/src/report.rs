@@ -27,6 +27,25 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// A row of jobs per second.
+    pub(crate) fn jobs_per_second(
+        scenario: &str,
+        ours: f64,
+        baseline: &'static str,
+        raw: f64,
+        target: Option<f64>,
+    ) -> Row {
+        Row {
+            scenario: scenario.into(),
+            unit: "jobs/s",
+            ours,
+            baseline,
+            raw,
+            higher_is_better: true,
+            target,
+        }
+    }
+
     pub(crate) fn ratio(&self) -> f64 {
         if self.higher_is_better {
             self.ours / self.raw

@@ -81,7 +81,8 @@ pub(crate) async fn job_insert_batch<'c>(
         InsertedRow,
         r#"WITH inserted AS (
              INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at)
-             SELECT $1, t.payload::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
+             -- The subquery is computed once for the batch, not per row.
+             SELECT $1, t.payload::jsonb, $3, (SELECT coalesce($4, now()) + make_interval(secs => $5))
              FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, ord)
              WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $1)
              ORDER BY t.ord
