@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use anyhow::Result;
+use futures::future::try_join_all;
 use pgqrs::Producer;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -13,17 +14,32 @@ use sqlx::PgPool;
 use crate::report::{Row, median};
 use crate::{Bench, checkpoint, payload, raw};
 
-/// Jobs per second of `n` calls of `call`, each given its job's number, after a checkpoint.
-async fn rate<F, Fut>(pool: &PgPool, n: usize, per_call: usize, mut call: F) -> Result<f64>
+/// Jobs per second of `n` jobs enqueued `per_call` at a time by `clients` concurrent
+/// callers, after a checkpoint; `call` is given the number of the call's first job.
+async fn rate<F, Fut>(
+    pool: &PgPool,
+    n: usize,
+    per_call: usize,
+    clients: usize,
+    call: F,
+) -> Result<f64>
 where
-    F: FnMut(usize) -> Fut,
+    F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     checkpoint(pool).await?;
+    let calls = n / per_call;
     let start = Instant::now();
-    for i in 0..n / per_call {
-        call(i * per_call).await?;
-    }
+    try_join_all((0..clients).map(|client| {
+        let call = &call;
+        async move {
+            for i in (client..calls).step_by(clients) {
+                call(i * per_call).await?;
+            }
+            anyhow::Ok(())
+        }
+    }))
+    .await?;
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -42,28 +58,28 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
         let [mut ours, mut unnotified, mut bare, mut theirs] = [(); 4].map(|_| Vec::new());
         for _ in 0..bench.reps {
             ours.push(
-                rate(pool, n, 1, |i| async move {
+                rate(pool, n, 1, 1, |i| async move {
                     producer.enqueue(&payload(i)).await?;
                     Ok(())
                 })
                 .await?,
             );
             unnotified.push(
-                rate(pool, n, 1, |i| async move {
+                rate(pool, n, 1, 1, |i| async move {
                     quiet.enqueue(&payload(i)).await?;
                     Ok(())
                 })
                 .await?,
             );
             bare.push(
-                rate(pool, n, 1, |i| async move {
+                rate(pool, n, 1, 1, |i| async move {
                     raw::insert_one_into_pgqrs(pool, queue, &payload(i)).await?;
                     Ok(())
                 })
                 .await?,
             );
             theirs.push(
-                rate(pool, n, 1, |i| async move {
+                rate(pool, n, 1, 1, |i| async move {
                     raw::insert_one(pool, &payload(i)).await?;
                     Ok(())
                 })
@@ -101,27 +117,70 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
             None,
         ));
     }
+    if single {
+        let (n, clients) = (bench.size(20_000, 800), 8);
+        eprintln!("[A] enqueue 1 job per call, {n} jobs, {clients} clients");
+        let [mut ours, mut unnotified, mut theirs] = [(); 3].map(|_| Vec::new());
+        for _ in 0..bench.reps {
+            ours.push(
+                rate(pool, n, 1, clients, |i| async move {
+                    producer.enqueue(&payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            unnotified.push(
+                rate(pool, n, 1, clients, |i| async move {
+                    quiet.enqueue(&payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+            theirs.push(
+                rate(pool, n, 1, clients, |i| async move {
+                    raw::insert_one(pool, &payload(i)).await?;
+                    Ok(())
+                })
+                .await?,
+            );
+        }
+        let raw = median(theirs);
+        bench.report.add(Row::jobs_per_second(
+            "A enqueue, 1 per call, 8 clients",
+            median(ours),
+            "INSERT .. RETURNING",
+            raw,
+            None,
+        ));
+        bench.report.add(Row::jobs_per_second(
+            "A enqueue, 1 per call, 8 clients, NOTIFY off",
+            median(unnotified),
+            "INSERT .. RETURNING",
+            raw,
+            None,
+        ));
+    }
     if batched {
         let n = bench.size(50_000, 3_000);
         eprintln!("[B] enqueue batches of 100, {n} jobs, 1 client");
         let [mut ours, mut bare, mut theirs] = [(); 3].map(|_| Vec::new());
         for _ in 0..bench.reps {
             ours.push(
-                rate(pool, n, 100, |i| async move {
+                rate(pool, n, 100, 1, |i| async move {
                     producer.enqueue_batch(&batch(i)).await?;
                     Ok(())
                 })
                 .await?,
             );
             bare.push(
-                rate(pool, n, 100, |i| async move {
+                rate(pool, n, 100, 1, |i| async move {
                     raw::insert_batch_into_pgqrs(pool, queue, &batch(i)).await?;
                     Ok(())
                 })
                 .await?,
             );
             theirs.push(
-                rate(pool, n, 100, |i| async move {
+                rate(pool, n, 100, 1, |i| async move {
                     raw::insert_batch(pool, &batch(i)).await?;
                     Ok(())
                 })

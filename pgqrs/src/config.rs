@@ -1,14 +1,16 @@
 //! Connection settings and the shared connection pool.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use tokio::sync::OnceCell;
 
+use crate::wake_gate::WakeGate;
 use crate::{Db, Error, Pooler, Result};
 
 /// Default lease length of a dequeued job.
@@ -51,6 +53,8 @@ pub struct Config {
     notify: bool,
     pooler: Pooler,
     pool: Arc<OnceCell<PgPool>>,
+    /// Shared by the producers made from this config and its clones, by queue id.
+    wake_gates: Arc<Mutex<HashMap<i32, Arc<WakeGate>>>>,
 }
 
 impl Config {
@@ -92,6 +96,7 @@ impl Config {
             notify: true,
             pooler: Pooler::None,
             pool: Arc::new(OnceCell::new()),
+            wake_gates: Arc::default(),
         }
     }
 
@@ -163,8 +168,14 @@ impl Config {
         self
     }
 
-    /// Whether producers send `NOTIFY pgqrs_jobs` with each enqueue (one per statement,
-    /// delivered at commit) so that listening workers wake at once (default `true`).
+    /// Whether producers send `NOTIFY pgqrs_jobs` with their enqueues, delivered at commit,
+    /// so that listening workers wake at once (default `true`).
+    ///
+    /// Notifying transactions commit one at a time across the whole server, so concurrent
+    /// enqueues of one process into one queue share their wake-ups: one carries it in its
+    /// statement, and those that commit meanwhile are covered by one bare `NOTIFY` after
+    /// it. Enqueues inside the caller's transaction (`enqueue_tx`) always notify in their
+    /// statement.
     ///
     /// ```
     /// let quiet = pgqrs::Config::from_dsn("postgresql://localhost/db")?.notify(false);
@@ -212,6 +223,15 @@ impl Config {
     /// ```
     pub fn get_notify(&self) -> bool {
         self.notify
+    }
+
+    /// The wake-up state of queue `queue_id`, shared by this process's producers.
+    pub(crate) fn wake_gate(&self, queue_id: i32) -> Arc<WakeGate> {
+        let mut gates = self
+            .wake_gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(gates.entry(queue_id).or_default())
     }
 
     /// The default lease of a dequeued job.

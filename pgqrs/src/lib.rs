@@ -61,6 +61,7 @@ mod pooler;
 mod producer;
 mod queue;
 mod queue_name;
+mod wake_gate;
 mod worker;
 pub mod workflow;
 

@@ -1,6 +1,7 @@
 //! Enqueueing jobs.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -9,6 +10,7 @@ use crate::db::Db;
 use crate::db::{self, job as jobs};
 use crate::metrics::QueueInstruments;
 use crate::queue::QueueHandle;
+use crate::wake_gate::WakeGate;
 use crate::{Config, EnqueueOptions, Enqueued, Error, JobType, Payload, QueueInfo, Result};
 
 /// Enqueues payloads of type `T` into one queue.
@@ -39,6 +41,7 @@ pub struct Producer<T: Payload = serde_json::Value> {
     queue: QueueInfo,
     max_payload_bytes: usize,
     notify: bool,
+    wake: Arc<WakeGate>,
     metrics: QueueInstruments,
     payload: PhantomData<fn(&T)>,
 }
@@ -77,11 +80,13 @@ impl<T: Payload> Producer<T> {
     async fn open(config: &Config, queue: &str) -> Result<Self> {
         let handle = QueueHandle::open(config, queue).await?;
         let metrics = QueueInstruments::new(&handle.info.name);
+        let wake = config.wake_gate(handle.info.id);
         Ok(Producer {
             pool: handle.pool,
             queue: handle.info,
             max_payload_bytes: config.get_max_payload_bytes(),
             notify: config.get_notify(),
+            wake,
             metrics,
             payload: PhantomData,
         })
@@ -173,7 +178,7 @@ impl<T: Payload> Producer<T> {
         options: &EnqueueOptions,
     ) -> Result<Enqueued> {
         let mut rows = self
-            .insert(tx, std::slice::from_ref(payload), options)
+            .insert(tx, std::slice::from_ref(payload), options, self.notify)
             .await?;
         rows.pop().ok_or_else(missing_row)
     }
@@ -193,20 +198,57 @@ impl<T: Payload> Producer<T> {
         payloads: &[T],
         options: &EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
-        self.insert(tx, payloads, options).await
+        self.insert(tx, payloads, options, self.notify).await
     }
 
     /// Inserts outside any caller transaction: on the pool, or behind
-    /// [`Pooler::TransactionLegacy`](crate::Pooler) in a transaction of its own.
+    /// [`Pooler::TransactionLegacy`](crate::Pooler) in a transaction of its own. Wakes the
+    /// queue's workers through the [`WakeGate`]: in the statement if no other enqueue of
+    /// this process is carrying the queue's wake-up, else with a bare `NOTIFY` afterwards.
     async fn insert_now(&self, payloads: &[T], options: &EnqueueOptions) -> Result<Vec<Enqueued>> {
+        let carrier = if self.notify {
+            self.wake.try_carry()
+        } else {
+            None
+        };
+        let carried = carrier.is_some();
+        let rows = self.insert_committed(payloads, options, carried).await;
+        drop(carrier);
+        if self.notify {
+            if !carried && rows.as_ref().is_ok_and(|rows| !rows.is_empty()) {
+                self.wake.owe();
+            }
+            self.pay_owed_wake_up().await;
+        }
+        rows
+    }
+
+    async fn insert_committed(
+        &self,
+        payloads: &[T],
+        options: &EnqueueOptions,
+        notify: bool,
+    ) -> Result<Vec<Enqueued>> {
         if !self.pool.is_legacy() {
             let mut conn = self.pool.pg().acquire().await?;
-            return self.insert(&mut conn, payloads, options).await;
+            return self.insert(&mut conn, payloads, options, notify).await;
         }
         let mut tx = self.pool.begin().await?;
-        let rows = self.insert(&mut tx, payloads, options).await?;
+        let rows = self.insert(&mut tx, payloads, options, notify).await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    /// Sends the wake-ups other enqueues owe, unless an enqueue in flight will.
+    async fn pay_owed_wake_up(&self) {
+        while let Some(_carrier) = self.wake.collect() {
+            if let Err(error) = db::queue::queue_wake(self.pool.pg(), self.queue.id).await {
+                self.wake.unpaid();
+                tracing::warn!(queue = %self.queue.name, %error,
+                    "could not wake the workers; they find the jobs at their next poll");
+                return;
+            }
+        }
     }
 
     async fn insert(
@@ -214,6 +256,7 @@ impl<T: Payload> Producer<T> {
         conn: &mut PgConnection,
         payloads: &[T],
         options: &EnqueueOptions,
+        notify: bool,
     ) -> Result<Vec<Enqueued>> {
         if payloads.is_empty() {
             return Ok(Vec::new());
@@ -231,7 +274,7 @@ impl<T: Payload> Producer<T> {
                 options.priority,
                 options.run_at,
                 delay,
-                self.notify,
+                notify,
             )
             .await?
             .into_iter()
@@ -244,7 +287,7 @@ impl<T: Payload> Producer<T> {
                     options.priority,
                     options.run_at,
                     delay,
-                    self.notify,
+                    notify,
                 )
                 .await?
             }
@@ -261,7 +304,7 @@ impl<T: Payload> Producer<T> {
                         options.run_at,
                         delay,
                         key,
-                        self.notify,
+                        notify,
                     )
                     .await?;
                     if row.is_some() {

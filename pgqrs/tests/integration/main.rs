@@ -24,5 +24,6 @@ mod pool;
 mod round_trips;
 mod schema;
 mod takeover;
+mod wake_ups;
 mod worker;
 mod workflow;
