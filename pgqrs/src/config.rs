@@ -30,7 +30,7 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 /// That pool pings a connection before handing it out only if it sat idle for a second or
 /// more (as pgx does), not before every statement as sqlx does by default: a busy pool saves
 /// a round trip per call, and a connection the server ended in the last second fails one
-/// call and is then replaced.
+/// call and is then replaced. A pool given to [`Config::from_pool`] keeps its own settings.
 ///
 /// ```
 /// use std::time::Duration;
