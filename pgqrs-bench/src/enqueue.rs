@@ -52,25 +52,26 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
     let producer = &Producer::new(&bench.config, "enqueue").await?;
     let quiet = &Producer::new(&bench.config.clone().notify(false), "enqueue").await?;
     let pool = &bench.pool;
+    // One call of each contender, given the number of its job.
+    let notified = |i| async move {
+        producer.enqueue(&payload(i)).await?;
+        anyhow::Ok(())
+    };
+    let unnotified_one = |i| async move {
+        quiet.enqueue(&payload(i)).await?;
+        anyhow::Ok(())
+    };
+    let raw_one = |i| async move {
+        raw::insert_one(pool, &payload(i)).await?;
+        anyhow::Ok(())
+    };
     if single {
         let n = bench.size(5_000, 300);
         eprintln!("[A] enqueue 1 job per call, {n} jobs, 1 client");
         let [mut ours, mut unnotified, mut bare, mut theirs] = [(); 4].map(|_| Vec::new());
         for _ in 0..bench.reps {
-            ours.push(
-                rate(pool, n, 1, 1, |i| async move {
-                    producer.enqueue(&payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
-            unnotified.push(
-                rate(pool, n, 1, 1, |i| async move {
-                    quiet.enqueue(&payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
+            ours.push(rate(pool, n, 1, 1, notified).await?);
+            unnotified.push(rate(pool, n, 1, 1, unnotified_one).await?);
             bare.push(
                 rate(pool, n, 1, 1, |i| async move {
                     raw::insert_one_into_pgqrs(pool, queue, &payload(i)).await?;
@@ -78,13 +79,7 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
                 })
                 .await?,
             );
-            theirs.push(
-                rate(pool, n, 1, 1, |i| async move {
-                    raw::insert_one(pool, &payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
+            theirs.push(rate(pool, n, 1, 1, raw_one).await?);
         }
         let (ours, raw) = (median(ours), median(theirs));
         let bare = median(bare);
@@ -122,27 +117,9 @@ pub(crate) async fn run(bench: &mut Bench, single: bool, batched: bool) -> Resul
         eprintln!("[A] enqueue 1 job per call, {n} jobs, {clients} clients");
         let [mut ours, mut unnotified, mut theirs] = [(); 3].map(|_| Vec::new());
         for _ in 0..bench.reps {
-            ours.push(
-                rate(pool, n, 1, clients, |i| async move {
-                    producer.enqueue(&payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
-            unnotified.push(
-                rate(pool, n, 1, clients, |i| async move {
-                    quiet.enqueue(&payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
-            theirs.push(
-                rate(pool, n, 1, clients, |i| async move {
-                    raw::insert_one(pool, &payload(i)).await?;
-                    Ok(())
-                })
-                .await?,
-            );
+            ours.push(rate(pool, n, 1, clients, notified).await?);
+            unnotified.push(rate(pool, n, 1, clients, unnotified_one).await?);
+            theirs.push(rate(pool, n, 1, clients, raw_one).await?);
         }
         let raw = median(theirs);
         bench.report.add(Row::jobs_per_second(

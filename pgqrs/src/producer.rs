@@ -243,7 +243,7 @@ impl<T: Payload> Producer<T> {
     async fn pay_owed_wake_up(&self) {
         while let Some(_carrier) = self.wake.collect() {
             if let Err(error) = db::queue::queue_wake(self.pool.pg(), self.queue.id).await {
-                self.wake.unpaid();
+                self.wake.owe();
                 tracing::warn!(queue = %self.queue.name, %error,
                     "could not wake the workers; they find the jobs at their next poll");
                 return;

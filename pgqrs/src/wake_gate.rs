@@ -46,13 +46,14 @@ impl WakeGate {
             .then(|| Carrier(self))
     }
 
-    /// Records a commit that went out without a wake-up.
+    /// Records a commit that went out without a wake-up (or a wake-up taken by
+    /// [`WakeGate::collect`] that could not be sent).
     pub(crate) fn owe(&self) {
         self.owed.store(true, SeqCst);
     }
 
     /// Takes what is owed, if this caller may pay it: `Some` means send one wake-up now,
-    /// holding the carrier until it is sent (and [`WakeGate::unpaid`] if sending failed).
+    /// holding the carrier until it is sent ([`WakeGate::owe`] it again if sending failed).
     pub(crate) fn collect(&self) -> Option<Carrier<'_>> {
         if !self.owed.load(SeqCst) {
             return None;
@@ -60,11 +61,6 @@ impl WakeGate {
         let carrier = self.try_carry()?;
         // Owed may have been paid between the load and the take.
         self.owed.swap(false, SeqCst).then_some(carrier)
-    }
-
-    /// A wake-up taken by [`WakeGate::collect`] could not be sent: owe it again.
-    pub(crate) fn unpaid(&self) {
-        self.owe();
     }
 }
 
@@ -101,7 +97,7 @@ mod tests {
         gate.owe();
         let failed = gate.collect();
         assert!(failed.is_some());
-        gate.unpaid();
+        gate.owe();
         drop(failed);
         assert!(gate.collect().is_some(), "a failed payment is owed again");
     }
