@@ -14,6 +14,11 @@
 //! The no-lease limit writes each job once more (its archive row) after the enqueue; a
 //! lease kept per job writes it twice, so the first two layouts show the ceiling of a
 //! per-job lease, and the third what a per-batch lease reaches.
+//!
+//! Last, `raw.batch_claim` is pgqrs's claim function redone over the per-batch layout, with
+//! everything pgqrs's claim does besides (paused queues, the global concurrency budget,
+//! expired leases handed back to the waiting table, acks of part of a batch): a measured
+//! draft of that layout for pgqrs, not yet pgqrs's.
 
 use std::time::Instant;
 
@@ -30,6 +35,7 @@ enum Layout {
     InRow,
     SideTable,
     BatchLease,
+    BatchLeaseFunction,
 }
 
 const SETUP: &[&str] = &[
@@ -54,8 +60,129 @@ const SETUP: &[&str] = &[
     "CREATE TABLE raw.claim_archive (LIKE raw.lease_archive INCLUDING DEFAULTS)",
     "ALTER TABLE raw.claim_archive ADD PRIMARY KEY (id), ADD COLUMN lease_token bigint",
     "CREATE TABLE raw.batch_leases (token bigint PRIMARY KEY, queue_id integer NOT NULL,
-       expires_at timestamptz NOT NULL, ids bigint[] NOT NULL)",
+       worker_id bigint, expires_at timestamptz NOT NULL, ids bigint[] NOT NULL)",
+    "CREATE INDEX ON raw.batch_leases (queue_id, expires_at)",
+    "CREATE TABLE raw.queues (id integer PRIMARY KEY, max_attempts integer NOT NULL,
+       paused boolean NOT NULL DEFAULT false, global_concurrency integer)",
+    "INSERT INTO raw.queues (id, max_attempts) VALUES (1, 25)",
 ];
+
+/// pgqrs's claim function (`migrations/0007_claim_function.sql`) redone over a per-batch
+/// lease: queue controls, the concurrency budget, expired leases handed back, partial acks.
+const BATCH_CLAIM_FUNCTION: &str = r#"
+CREATE FUNCTION raw.batch_claim(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text)
+RETURNS TABLE (paused boolean, global_concurrency integer, archived bigint[], id bigint,
+               payload text, priority smallint, attempts integer, enqueued_at timestamptz,
+               lease_token bigint, lease_expires_at timestamptz)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH args AS MATERIALIZED (
+        SELECT $1::integer AS queue_id, $2::bigint AS batch, $3::float8 AS lease_secs,
+               $4::bigint AS worker_id, $5::boolean AS holds_claim_lock,
+               $6::bigint[] AS ack_ids, $7::bigint[] AS ack_tokens, $8::text AS outcome
+    ),
+    held AS (
+        SELECT l.token, l.ids FROM raw.batch_leases l
+        WHERE l.token = ANY((SELECT ack_tokens FROM args)::bigint[])
+        FOR UPDATE
+    ),
+    settled AS MATERIALIZED (
+        SELECT h.token,
+               ARRAY(SELECT x FROM unnest(h.ids) x WHERE x = ANY((SELECT ack_ids FROM args)::bigint[])) AS done,
+               ARRAY(SELECT x FROM unnest(h.ids) x WHERE x <> ALL((SELECT ack_ids FROM args)::bigint[])) AS rest
+        FROM held h
+    ),
+    dropped AS (
+        DELETE FROM raw.batch_leases l USING settled s
+        WHERE l.token = s.token AND cardinality(s.rest) = 0
+    ),
+    trimmed AS (
+        UPDATE raw.batch_leases l SET ids = s.rest FROM settled s
+        WHERE l.token = s.token AND cardinality(s.rest) > 0
+    ),
+    relabelled AS (
+        UPDATE raw.claim_archive a SET outcome = (SELECT outcome FROM args)
+        WHERE (SELECT outcome FROM args) <> 'completed'
+          AND a.id = ANY(ARRAY(SELECT unnest(s.done) FROM settled s))
+    ),
+    queue AS (
+        SELECT max_attempts, paused, global_concurrency FROM raw.queues WHERE id = (SELECT queue_id FROM args)
+    ),
+    budget AS (
+        SELECT CASE
+            WHEN q.paused THEN 0
+            WHEN q.global_concurrency IS NULL THEN (SELECT batch FROM args)
+            WHEN NOT (SELECT holds_claim_lock FROM args) THEN 0
+            ELSE least((SELECT batch FROM args), greatest(0, q.global_concurrency - (
+                SELECT coalesce(sum(cardinality(l.ids)), 0) FROM raw.batch_leases l
+                WHERE l.queue_id = (SELECT queue_id FROM args) AND l.expires_at > now())))
+        END AS n
+        FROM queue q
+    ),
+    expired AS (
+        SELECT l.token, l.ids FROM raw.batch_leases l
+        WHERE l.queue_id = (SELECT queue_id FROM args) AND l.expires_at <= now()
+        ORDER BY l.expires_at LIMIT 10
+        FOR UPDATE SKIP LOCKED
+    ),
+    expired_gone AS (
+        DELETE FROM raw.batch_leases l USING expired e WHERE l.token = e.token
+    ),
+    rescued AS (
+        DELETE FROM raw.claim_archive a USING expired e
+        WHERE a.id = ANY(e.ids) AND a.lease_token = e.token
+        RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
+    ),
+    returned AS (
+        INSERT INTO raw.waiting (id, queue_id, payload, priority, attempts, enqueued_at)
+        SELECT r.id, r.queue_id, r.payload, r.priority, r.attempts, r.enqueued_at
+        FROM rescued r, queue q WHERE r.attempts < q.max_attempts
+    ),
+    ready AS (
+        SELECT j.id FROM raw.waiting j
+        WHERE j.queue_id = (SELECT queue_id FROM args) AND j.run_at <= now()
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT 1000
+        FOR UPDATE SKIP LOCKED
+    ),
+    picked AS (
+        SELECT r.id FROM ready r LIMIT (SELECT n FROM budget)
+    ),
+    token AS MATERIALIZED (
+        SELECT nextval('raw.lease_tokens') AS t,
+               now() + make_interval(secs => (SELECT lease_secs FROM args)) AS until
+    ),
+    taken AS (
+        DELETE FROM raw.waiting j WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+        RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+    ),
+    moved AS (
+        INSERT INTO raw.claim_archive (id, queue_id, payload, priority, attempts, enqueued_at,
+                                       outcome, lease_token)
+        SELECT t.id, t.queue_id, t.payload, t.priority, t.attempts + 1, t.enqueued_at,
+               'completed', (SELECT k.t FROM token k)
+        FROM taken t
+        RETURNING claim_archive.id, claim_archive.payload, claim_archive.priority,
+                  claim_archive.attempts, claim_archive.enqueued_at, claim_archive.lease_token
+    ),
+    lease AS (
+        INSERT INTO raw.batch_leases (token, queue_id, worker_id, expires_at, ids)
+        SELECT (SELECT k.t FROM token k), (SELECT queue_id FROM args), (SELECT worker_id FROM args),
+               (SELECT k.until FROM token k), array_agg(m.id)
+        FROM moved m HAVING count(*) > 0
+    )
+    SELECT q.paused, q.global_concurrency,
+           CASE WHEN row_number() OVER () = 1 THEN ARRAY(SELECT unnest(s.done) FROM settled s) END,
+           m.id, m.payload::text, m.priority, m.attempts, m.enqueued_at, m.lease_token,
+           (SELECT k.until FROM token k)
+    FROM queue q LEFT JOIN moved m ON true;
+END
+$$"#;
 
 /// The ack of the held batch (`$1` ids, `$2` token) from the table holding leases.
 fn ack_cte(leases: &str) -> String {
@@ -125,11 +252,15 @@ fn claim_statement(layout: Layout) -> String {
            FROM moved HAVING count(*) > 0)
          SELECT id, payload, lease_token FROM moved"
             .to_owned(),
+        Layout::BatchLeaseFunction => "SELECT id AS \"id!\", payload::jsonb, lease_token
+             FROM raw.batch_claim(1, $3, 30, NULL, false, $1, ARRAY[$2], 'completed')
+             WHERE id IS NOT NULL"
+            .to_owned(),
     }
 }
 
 async fn setup(pool: &PgPool) -> Result<()> {
-    for statement in SETUP {
+    for statement in SETUP.iter().chain([&BATCH_CLAIM_FUNCTION]) {
         sqlx::query(AssertSqlSafe(*statement)).execute(pool).await?;
     }
     Ok(())
@@ -144,7 +275,7 @@ async fn refill(pool: &PgPool, layout: Layout, n: usize) -> Result<()> {
         .await?;
     let table = match layout {
         Layout::InRow => "raw.lease_jobs",
-        Layout::SideTable | Layout::BatchLease => "raw.waiting",
+        Layout::SideTable | Layout::BatchLease | Layout::BatchLeaseFunction => "raw.waiting",
     };
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
     let insert = format!("INSERT INTO {table} (queue_id, payload) SELECT 1, unnest($1::jsonb[])");
@@ -209,7 +340,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     let consumers = 4;
     eprintln!("[L] drain {n} jobs, batch 100, {consumers} consumers, by lease layout");
     // pgqrs, in-row, side table, batch lease, limit: (jobs/s, WAL/job) samples each.
-    let mut samples: [Vec<(f64, f64)>; 5] = Default::default();
+    let mut samples: [Vec<(f64, f64)>; 6] = Default::default();
     for rep in 0..bench.reps {
         let queue = format!("lease-{rep}");
         drain::truncate_ours(&bench.pool).await?;
@@ -228,6 +359,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             (1, Layout::InRow),
             (2, Layout::SideTable),
             (3, Layout::BatchLease),
+            (5, Layout::BatchLeaseFunction),
         ] {
             refill(&pool, layout, n).await?;
             samples[i].push(
@@ -249,8 +381,12 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             samples[3][rep].0,
             samples[4][rep].0
         );
+        eprintln!(
+            "    pgqrs's claim function over a batch lease {:.0} jobs/s",
+            samples[5][rep].0
+        );
     }
-    let [ours, in_row, side, batch_lease, limit] = samples.map(|s| {
+    let [ours, in_row, side, batch_lease, limit, function] = samples.map(|s| {
         (
             median(s.iter().map(|x| x.0).collect()),
             median(s.iter().map(|x| x.1).collect()),
@@ -260,6 +396,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
         ("hand-written lease in the row, pgqrs's layout", in_row),
         ("hand-written lease in a side table", side),
         ("hand-written batch lease, claim archives", batch_lease),
+        ("pgqrs's claim function redone over a batch lease", function),
         ("single-statement limit, no lease", limit),
     ] {
         bench.report.add(Row {
@@ -274,16 +411,20 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     }
     bench.report.note(format!(
         "L: of the no-lease limit, a hand-written lease in the row reaches {:.2}x, one in a side table {:.2}x \
-         and one lease row per batch, with the claim archiving its jobs, {:.2}x (pgqrs {:.2}x). WAL per drained job: \
-         limit {:.0} bytes, lease in the row {:.0}, side table {:.0}, batch lease {:.0}, pgqrs {:.0}.",
+         and one lease row per batch, with the claim archiving its jobs, {:.2}x; pgqrs's whole claim function \
+         (queue controls, budget, expired leases, partial acks) redone over such a lease {:.2}x (pgqrs {:.2}x). \
+         WAL per drained job: limit {:.0} bytes, lease in the row {:.0}, side table {:.0}, batch lease {:.0}, \
+         the function over it {:.0}, pgqrs {:.0}.",
         in_row.0 / limit.0,
         side.0 / limit.0,
         batch_lease.0 / limit.0,
+        function.0 / limit.0,
         ours.0 / limit.0,
         limit.1,
         in_row.1,
         side.1,
         batch_lease.1,
+        function.1,
         ours.1
     ));
     raw::truncate(&bench.pool).await?;
