@@ -94,8 +94,12 @@ def test_killed_workers_leave_runs_that_another_worker_finishes(dsn, tmp_path):
     }
 
 
+# The child restores Python's own Ctrl-C handler: a process started in the background by a
+# shell without job control (`cmd &` in a script) inherits SIGINT ignored, and Python then
+# installs no handler, so no KeyboardInterrupt could be raised whatever pgqrs does.
 CHILD_BLOCKED = """
-import sys, threading, time, pgqrs
+import signal, sys, threading, time, pgqrs
+signal.signal(signal.SIGINT, signal.default_int_handler)
 producer = pgqrs.Producer(sys.argv[1], "tasks")
 ticks = 0
 def tick():
