@@ -138,6 +138,9 @@ BEGIN
         WHERE a.id = ANY(e.ids) AND a.lease_token = e.token
         RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
     ),
+    -- Unlike pgqrs's claim, the draft has no dead-letter table: a job past max_attempts is
+    -- dropped here. No lease expires during a benchmark drain, so the figures do not
+    -- depend on it; pgqrs's version must bury such jobs.
     returned AS (
         INSERT INTO raw.waiting (id, queue_id, payload, priority, attempts, enqueued_at)
         SELECT r.id, r.queue_id, r.payload, r.priority, r.attempts, r.enqueued_at
