@@ -431,7 +431,8 @@ impl<T: Payload> Consumer<T> {
     }
 
     /// Extends the lease on a held job to `lease` from now (a heartbeat for long work).
-    /// Returns the new expiry.
+    /// Returns the new expiry. A claim leases its batch as one: extending any job of it
+    /// extends the jobs of the batch still held.
     ///
     /// ```no_run
     /// # async fn demo(consumer: pgqrs::Consumer, id: i64) -> pgqrs::Result<()> {

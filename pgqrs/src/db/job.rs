@@ -138,9 +138,10 @@ pub(crate) async fn job_insert_one<'c>(
     .await
 }
 
-/// Inserts one job unless a waiting or leased job of the queue has `unique_key`; then
-/// returns that job with `duplicate` set. `None` when the holder of the key committed after
-/// this statement's snapshot was taken (ask again), or when the queue was deleted.
+/// Inserts one job unless a waiting or leased job of the queue holds `unique_key` (a row of
+/// `pgqrs.job_keys`); then returns that job with `duplicate` set. `None` when the holder of
+/// the key committed after this statement's snapshot was taken (ask again), or when the
+/// queue was deleted.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_insert_unique<'c>(
     db: impl PgExecutor<'c>,
@@ -154,11 +155,17 @@ pub(crate) async fn job_insert_unique<'c>(
 ) -> sqlx::Result<Option<InsertedRow>> {
     sqlx::query_as!(
         InsertedRow,
-        r#"WITH inserted AS (
-             INSERT INTO pgqrs.jobs (queue_id, payload, priority, run_at, unique_key)
-             SELECT $1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5), $6
+        r#"WITH key AS (
+             INSERT INTO pgqrs.job_keys (queue_id, unique_key, job_id)
+             SELECT $1, $6, nextval('pgqrs.jobs_id_seq')
              WHERE EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = $1)
-             ON CONFLICT (queue_id, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+             ON CONFLICT (queue_id, unique_key) DO NOTHING
+             RETURNING job_id
+           ),
+           inserted AS (
+             INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, run_at)
+             SELECT k.job_id, $1, $2::text::jsonb, $3, coalesce($4, now()) + make_interval(secs => $5)
+             FROM key k
              RETURNING id, run_at
            ),
            wake AS (
@@ -167,9 +174,11 @@ pub(crate) async fn job_insert_unique<'c>(
            SELECT i.id AS "id!", i.run_at AS "run_at!", false AS "duplicate!"
            FROM inserted i LEFT JOIN wake ON true
            UNION ALL
-           SELECT j.id, j.run_at, true
-           FROM pgqrs.jobs j
-           WHERE j.queue_id = $1 AND j.unique_key = $6 AND NOT EXISTS (SELECT 1 FROM inserted)"#,
+           SELECT k.job_id, coalesce(j.run_at, a.run_at, a.archived_at), true
+           FROM pgqrs.job_keys k
+           LEFT JOIN pgqrs.jobs j ON j.id = k.job_id
+           LEFT JOIN pgqrs.archive a ON a.id = k.job_id
+           WHERE k.queue_id = $1 AND k.unique_key = $6 AND NOT EXISTS (SELECT 1 FROM key)"#,
         queue_id,
         payload,
         priority,
@@ -183,7 +192,7 @@ pub(crate) async fn job_insert_unique<'c>(
 }
 
 /// Archives `ack` and claims up to `limit` runnable jobs for `lease_secs`, in one
-/// statement: the function `pgqrs.job_claim_batch` (`migrations/0007_claim_function.sql`,
+/// statement: the function `pgqrs.job_claim_batch` (`migrations/0008_batch_leases.sql`,
 /// which says why it is a function). `None` when the queue no longer exists.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_claim_batch<'c>(
@@ -244,7 +253,8 @@ pub(crate) async fn job_claim_batch<'c>(
     Ok(Some(batch))
 }
 
-/// Moves held jobs to the archive with `outcome`; returns the ids that were archived.
+/// Completes held jobs with `outcome`: their archive rows stay, relabelled when the
+/// outcome is not `completed`. Returns the ids that were held.
 pub(crate) async fn job_archive_batch<'c>(
     db: impl PgExecutor<'c>,
     ids: &[i64],
@@ -252,14 +262,17 @@ pub(crate) async fn job_archive_batch<'c>(
     outcome: &str,
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
-        r#"WITH done AS (
-             DELETE FROM pgqrs.jobs j
-             WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
-             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle($1, $2) s
+           ),
+           relabelled AS (
+             UPDATE pgqrs.archive a SET outcome = $3
+             WHERE $3 <> 'completed' AND a.id = ANY (ARRAY(SELECT id FROM held))
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT id FROM held))
            )
-           INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
-           SELECT id, queue_id, payload, priority, attempts, enqueued_at, $3 FROM done
-           RETURNING id"#,
+           SELECT id AS "id!" FROM held"#,
         ids,
         tokens,
         outcome
@@ -275,9 +288,16 @@ pub(crate) async fn job_delete_batch<'c>(
     tokens: &[i64],
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
-        "DELETE FROM pgqrs.jobs j
-         WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
-         RETURNING j.id",
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle($1, $2) s
+           ),
+           gone AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM held))
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT id FROM held))
+           )
+           SELECT id AS "id!" FROM held"#,
         ids,
         tokens
     )
@@ -293,10 +313,15 @@ pub(crate) async fn job_bury_batch<'c>(
     reason: &str,
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
-        r#"WITH gone AS (
-             DELETE FROM pgqrs.jobs j
-             WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
-             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle($1, $2) s
+           ),
+           gone AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM held))
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT id FROM held))
            )
            INSERT INTO pgqrs.dead_letters (id, queue_id, payload, priority, attempts, enqueued_at, reason)
            SELECT id, queue_id, payload, priority, attempts, enqueued_at, $3 FROM gone
@@ -316,10 +341,19 @@ pub(crate) async fn job_release_batch<'c>(
     tokens: &[i64],
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
-        "UPDATE pgqrs.jobs j
-         SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, attempts = j.attempts - 1
-         WHERE j.id = ANY($1::bigint[]) AND j.lease_token = ANY($2::bigint[])
-         RETURNING j.id",
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle($1, $2) s
+           ),
+           gone AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM held))
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.run_at, a.attempts,
+                       a.enqueued_at, a.last_error, a.archived_at
+           )
+           INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, run_at, attempts, enqueued_at, last_error)
+           SELECT id, queue_id, payload, priority, coalesce(run_at, archived_at), greatest(attempts - 1, 0),
+                  enqueued_at, last_error
+           FROM gone
+           RETURNING id"#,
         ids,
         tokens
     )
@@ -327,7 +361,8 @@ pub(crate) async fn job_release_batch<'c>(
     .await
 }
 
-/// Moves a held job's lease end to now + `lease_secs`; `None` when the lease is not held.
+/// Moves the end of the lease holding job `id` (and the rest of its batch) to now +
+/// `lease_secs`; `None` when the lease is not held.
 pub(crate) async fn job_extend_lease<'c>(
     db: impl PgExecutor<'c>,
     id: i64,
@@ -335,10 +370,10 @@ pub(crate) async fn job_extend_lease<'c>(
     lease_secs: f64,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
-        r#"UPDATE pgqrs.jobs
-           SET lease_expires_at = now() + make_interval(secs => $3)
-           WHERE id = $1 AND lease_token = $2
-           RETURNING lease_expires_at AS "lease_expires_at!""#,
+        r#"UPDATE pgqrs.leases
+           SET expires_at = now() + make_interval(secs => $3)
+           WHERE token = $2 AND $1 = ANY (ids)
+           RETURNING expires_at"#,
         id,
         token,
         lease_secs
@@ -359,36 +394,36 @@ pub(crate) async fn job_retry_batch<'c>(
 ) -> sqlx::Result<Vec<RetriedRow>> {
     sqlx::query_as!(
         RetriedRow,
-        r#"WITH target AS (
-             SELECT j.id, t.delay_secs, t.error, j.attempts >= q.max_attempts AS exhausted
-             FROM pgqrs.jobs j
-             JOIN unnest($1::bigint[], $2::bigint[], $3::float8[], $4::text[])
-                  AS t(id, token, delay_secs, error) ON t.id = j.id AND t.token = j.lease_token
-             JOIN pgqrs.queues q ON q.id = j.queue_id
-             WHERE j.id = ANY($1::bigint[])
-             FOR UPDATE OF j
-           ),
-           retried AS (
-             UPDATE pgqrs.jobs j
-             SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
-                 last_error = t.error, run_at = now() + make_interval(secs => t.delay_secs)
-             FROM target t
-             WHERE j.id = t.id AND NOT t.exhausted
-             RETURNING j.id, j.run_at
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle($1, $2) s
            ),
            gone AS (
-             DELETE FROM pgqrs.jobs j
-             USING target t
-             WHERE j.id = t.id AND t.exhausted
-             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at,
-                       t.error
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM held))
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
+           ),
+           target AS MATERIALIZED (
+             SELECT g.*, t.delay_secs, t.error, g.attempts >= q.max_attempts AS exhausted
+             FROM gone g
+             JOIN unnest($1::bigint[], $3::float8[], $4::text[]) AS t(id, delay_secs, error)
+                  ON t.id = g.id
+             JOIN pgqrs.queues q ON q.id = g.queue_id
+           ),
+           retried AS (
+             INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, run_at, attempts, enqueued_at, last_error)
+             SELECT id, queue_id, payload, priority, now() + make_interval(secs => delay_secs),
+                    attempts, enqueued_at, error
+             FROM target WHERE NOT exhausted
+             RETURNING id, run_at
            ),
            buried AS (
              INSERT INTO pgqrs.dead_letters (id, queue_id, payload, priority, attempts, enqueued_at, reason)
              SELECT id, queue_id, payload, priority, attempts, enqueued_at,
                     coalesce(error, 'nacked') || ' (after ' || attempts || ' deliveries, the queue''s max_attempts)'
-             FROM gone
+             FROM target WHERE exhausted
              RETURNING id
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT id FROM buried))
            )
            SELECT id AS "id!", run_at AS "run_at?" FROM retried
            UNION ALL
@@ -421,7 +456,8 @@ pub(crate) struct JobRow {
     pub(crate) last_error: Option<String>,
 }
 
-/// Looks a job up by id in the hot table, the archive and the dead letters.
+/// Looks a job up by id in the hot table, the archive (in flight or settled) and the dead
+/// letters.
 pub(crate) async fn job_get<'c>(db: impl PgExecutor<'c>, id: i64) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
@@ -431,15 +467,21 @@ pub(crate) async fn job_get<'c>(db: impl PgExecutor<'c>, id: i64) -> sqlx::Resul
                        ELSE 'ready' END AS "state!",
                   j.payload AS "payload!", j.priority AS "priority!", j.attempts AS "attempts!",
                   j.enqueued_at AS "enqueued_at!", j.run_at AS "run_at?",
-                  j.lease_expires_at AS "lease_expires_at?", j.worker_id AS "worker_id?",
+                  NULL::timestamptz AS "lease_expires_at?", NULL::bigint AS "worker_id?",
                   NULL::timestamptz AS "finished_at?", NULL::text AS "outcome?",
                   j.last_error AS "last_error?"
            FROM pgqrs.jobs j JOIN pgqrs.queues q ON q.id = j.queue_id
            WHERE j.id = $1
            UNION ALL
-           SELECT a.id, q.name, 'archived', a.payload, a.priority, a.attempts, a.enqueued_at,
-                  NULL, NULL, NULL, a.archived_at, a.outcome, NULL
-           FROM pgqrs.archive a JOIN pgqrs.queues q ON q.id = a.queue_id
+           SELECT a.id, q.name, CASE WHEN l.token IS NULL THEN 'archived' ELSE 'leased' END,
+                  a.payload, a.priority, a.attempts, a.enqueued_at,
+                  CASE WHEN l.token IS NOT NULL THEN a.run_at END, l.expires_at, l.worker_id,
+                  CASE WHEN l.token IS NULL THEN a.archived_at END,
+                  CASE WHEN l.token IS NULL THEN a.outcome END,
+                  CASE WHEN l.token IS NOT NULL THEN a.last_error END
+           FROM pgqrs.archive a
+           JOIN pgqrs.queues q ON q.id = a.queue_id
+           LEFT JOIN pgqrs.leases l ON l.token = a.lease_token AND a.id = ANY (l.ids)
            WHERE a.id = $1
            UNION ALL
            SELECT d.id, q.name, 'dead', d.payload, d.priority, d.attempts, d.enqueued_at,
@@ -464,9 +506,7 @@ pub(crate) async fn job_retry<'c>(
     sqlx::query_scalar!(
         r#"WITH waiting AS (
              SELECT j.id, j.queue_id,
-                    CASE WHEN j.lease_token IS NOT NULL THEN 'leased'
-                         WHEN j.run_at > now() THEN 'delayed'
-                         ELSE 'ready' END AS state
+                    CASE WHEN j.run_at > now() THEN 'delayed' ELSE 'ready' END AS state
              FROM pgqrs.jobs j WHERE j.id = $1
              FOR UPDATE
            ),
@@ -476,6 +516,11 @@ pub(crate) async fn job_retry<'c>(
              WHERE j.id = w.id AND w.state = 'delayed'
              RETURNING j.id
            ),
+           in_flight AS (
+             SELECT a.queue_id, 'leased' AS state
+             FROM pgqrs.archive a JOIN pgqrs.leases l ON l.token = a.lease_token AND a.id = ANY (l.ids)
+             WHERE a.id = $1
+           ),
            from_dead AS (
              DELETE FROM pgqrs.dead_letters d
              WHERE d.id = $1 AND EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = d.queue_id)
@@ -484,6 +529,7 @@ pub(crate) async fn job_retry<'c>(
            from_archive AS (
              DELETE FROM pgqrs.archive a
              WHERE a.id = $1 AND EXISTS (SELECT 1 FROM pgqrs.queues q WHERE q.id = a.queue_id)
+               AND NOT EXISTS (SELECT 1 FROM in_flight)
              RETURNING a.id, a.queue_id, a.payload, a.priority, a.enqueued_at, 'archived' AS state
            ),
            revived AS (
@@ -495,6 +541,7 @@ pub(crate) async fn job_retry<'c>(
            ),
            found AS (
              SELECT queue_id, state FROM waiting
+             UNION ALL SELECT queue_id, state FROM in_flight
              UNION ALL SELECT queue_id, state FROM from_dead
              UNION ALL SELECT queue_id, state FROM from_archive
            ),
@@ -518,27 +565,24 @@ pub(crate) async fn job_cancel<'c>(
     id: i64,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(
-        r#"WITH target AS (
-             SELECT j.id,
-                    CASE WHEN j.lease_token IS NOT NULL THEN 'leased'
-                         WHEN j.run_at > now() THEN 'delayed'
-                         ELSE 'ready' END AS state
-             FROM pgqrs.jobs j WHERE j.id = $1
-             FOR UPDATE
-           ),
-           gone AS (
-             DELETE FROM pgqrs.jobs j
-             USING target t
-             WHERE j.id = t.id AND t.state <> 'leased'
-             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
+        r#"WITH gone AS (
+             DELETE FROM pgqrs.jobs j WHERE j.id = $1 AND j.lease_token IS NULL
+             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at,
+                       CASE WHEN j.run_at > now() THEN 'delayed' ELSE 'ready' END AS state
            ),
            archived AS (
              INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at, outcome)
              SELECT id, queue_id, payload, priority, attempts, enqueued_at, 'cancelled' FROM gone
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys k WHERE k.job_id = $1 AND EXISTS (SELECT 1 FROM gone)
            )
-           SELECT t.state AS "state!" FROM target t
+           SELECT g.state AS "state!" FROM gone g
            UNION ALL
-           SELECT 'archived' FROM pgqrs.archive a WHERE a.id = $1
+           SELECT CASE WHEN EXISTS (SELECT 1 FROM pgqrs.leases l
+                                    WHERE l.token = a.lease_token AND a.id = ANY (l.ids))
+                       THEN 'leased' ELSE 'archived' END
+           FROM pgqrs.archive a WHERE a.id = $1
            UNION ALL
            SELECT 'dead' FROM pgqrs.dead_letters d WHERE d.id = $1
            LIMIT 1"#,

@@ -76,7 +76,8 @@ pub(crate) async fn queue_stats<'c>(
         QueueStatsRow,
         r#"SELECT
              count(*) FILTER (WHERE lease_token IS NULL AND run_at <= now()) AS "ready!",
-             count(*) FILTER (WHERE lease_token IS NOT NULL) AS "leased!",
+             (SELECT coalesce(sum(cardinality(l.ids)), 0) FROM pgqrs.leases l WHERE l.queue_id = $1)::bigint
+                 AS "leased!",
              count(*) FILTER (WHERE lease_token IS NULL AND run_at > now()) AS "delayed!",
              (SELECT count(*) FROM pgqrs.dead_letters d WHERE d.queue_id = $1) AS "dead!",
              min(enqueued_at) FILTER (WHERE lease_token IS NULL AND run_at <= now()) AS oldest_ready_at,
@@ -185,12 +186,30 @@ pub(crate) async fn queue_lock_claims(conn: &mut PgConnection, queue_id: i32) ->
 /// First key of the two-key advisory locks pgqrs takes on queues ('pgqr').
 const CLAIM_LOCK_SPACE: i32 = 0x7067_7172;
 
-/// Deletes every waiting and leased job of the queue; history and dead letters stay.
+/// Deletes every waiting and leased job of the queue (their holders lose their leases);
+/// history and dead letters stay. Returns how many jobs went.
 pub(crate) async fn queue_purge<'c>(db: impl PgExecutor<'c>, queue_id: i32) -> sqlx::Result<u64> {
-    let done = sqlx::query!("DELETE FROM pgqrs.jobs WHERE queue_id = $1", queue_id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
+    let done = sqlx::query_scalar!(
+        r#"WITH waiting AS (
+             DELETE FROM pgqrs.jobs WHERE queue_id = $1 RETURNING id
+           ),
+           leases AS (
+             DELETE FROM pgqrs.leases WHERE queue_id = $1 RETURNING token, ids
+           ),
+           in_flight AS (
+             DELETE FROM pgqrs.archive a USING leases l
+             WHERE a.id = ANY (l.ids) AND a.lease_token = l.token
+             RETURNING a.id
+           ),
+           unkeyed AS (
+             DELETE FROM pgqrs.job_keys WHERE queue_id = $1
+           )
+           SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM in_flight) AS "n!""#,
+        queue_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(done).unwrap_or(0))
 }
 
 /// Deletes the queue with its jobs and dead letters. Run it in a transaction: it locks the
@@ -203,6 +222,15 @@ pub(crate) async fn queue_delete(conn: &mut PgConnection, queue_id: i32) -> sqlx
     sqlx::query!("DELETE FROM pgqrs.jobs WHERE queue_id = $1", queue_id)
         .execute(&mut *conn)
         .await?;
+    // Jobs in flight stay in the archive until `queue_delete_archive`; their leases and
+    // unique keys go now.
+    sqlx::query!(
+        "WITH leases AS (DELETE FROM pgqrs.leases WHERE queue_id = $1)
+         DELETE FROM pgqrs.job_keys WHERE queue_id = $1",
+        queue_id
+    )
+    .execute(&mut *conn)
+    .await?;
     let done = sqlx::query!("DELETE FROM pgqrs.queues WHERE id = $1", queue_id)
         .execute(&mut *conn)
         .await?;

@@ -88,13 +88,25 @@ pub(crate) async fn run_create<'c>(
              FROM ids, queue
              RETURNING id, job_id
            ),
-           job AS (
-             INSERT INTO pgqrs.jobs (id, queue_id, payload, lease_token, lease_expires_at, attempts)
-             SELECT run.job_id, queue.id, jsonb_build_object('run_id', run.id), ids.token,
-                    now() + make_interval(secs => $5::float8),
-                    CASE WHEN $5::float8 IS NOT NULL THEN 1 ELSE 0 END
+           waiting AS (
+             INSERT INTO pgqrs.jobs (id, queue_id, payload)
+             SELECT run.job_id, queue.id, jsonb_build_object('run_id', run.id)
              FROM run, ids, queue
-             RETURNING id
+             WHERE ids.token IS NULL
+           ),
+           in_flight AS (
+             INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at,
+                                        outcome, lease_token, run_at)
+             SELECT run.job_id, queue.id, jsonb_build_object('run_id', run.id), 0, 1, now(),
+                    'completed', ids.token, now()
+             FROM run, ids, queue
+             WHERE ids.token IS NOT NULL
+           ),
+           lease AS (
+             INSERT INTO pgqrs.leases (token, queue_id, expires_at, ids)
+             SELECT ids.token, queue.id, now() + make_interval(secs => $5::float8), ARRAY[run.job_id]
+             FROM run, ids, queue
+             WHERE ids.token IS NOT NULL
            ),
            wake AS (
              SELECT pg_notify('pgqrs_jobs', queue.id::text) FROM queue WHERE $5::float8 IS NULL
@@ -122,7 +134,7 @@ pub(crate) async fn run_begin<'c>(
     sqlx::query_as!(
         BegunRow,
         r#"WITH lease AS (
-             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 FOR SHARE
+             SELECT 1 FROM pgqrs.leases WHERE token = $3 AND $2 = ANY (ids) FOR SHARE
            ),
            started AS (
              UPDATE pgqrs.runs
@@ -151,8 +163,9 @@ pub(crate) async fn run_begin<'c>(
     .await
 }
 
-/// Ends a run as `succeeded` (with `output`) or `failed` (with `error`) and deletes its
-/// driving job, in one statement; `false` when the lease was lost or the run is not active.
+/// Ends a run as `succeeded` (with `output`) or `failed` (with `error`) and settles its
+/// driving job (its archive row stays, with the outcome `failed` for a failed run), in one
+/// statement; `false` when the lease was lost or the run is not active.
 pub(crate) async fn run_finish<'c>(
     db: impl PgExecutor<'c>,
     lease: RunLease,
@@ -160,8 +173,25 @@ pub(crate) async fn run_finish<'c>(
     error: Option<&str>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query_scalar!(
-        r#"WITH job AS (
-             DELETE FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 RETURNING id
+        r#"WITH held AS (
+             SELECT l.token, l.ids FROM pgqrs.leases l
+             WHERE l.token = $3 AND $2 = ANY (l.ids)
+             FOR UPDATE
+           ),
+           dropped AS (
+             DELETE FROM pgqrs.leases l USING held h
+             WHERE l.token = h.token AND cardinality(h.ids) = 1
+           ),
+           trimmed AS (
+             UPDATE pgqrs.leases l SET ids = array_remove(h.ids, $2) FROM held h
+             WHERE l.token = h.token AND cardinality(h.ids) > 1
+           ),
+           job AS (
+             SELECT 1 FROM held
+           ),
+           relabelled AS (
+             UPDATE pgqrs.archive a SET outcome = 'failed'
+             WHERE a.id = $2 AND $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM held)
            )
            UPDATE pgqrs.runs
            SET status = (CASE WHEN $5::text IS NULL THEN 'succeeded' ELSE 'failed' END)::pgqrs.run_status,
@@ -191,8 +221,12 @@ pub(crate) async fn run_sleep<'c>(
     secs: f64,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
-        r#"WITH lease AS (
-             SELECT id FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 FOR UPDATE
+        r#"WITH running AS (
+             SELECT 1 FROM pgqrs.runs WHERE id = $1 AND status = 'running' FOR UPDATE
+           ),
+           lease AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle(
+                 ARRAY(SELECT $2::bigint FROM running), ARRAY(SELECT $3::bigint FROM running)) s
            ),
            wake AS (
              SELECT now() + make_interval(secs => $5) AS at
@@ -208,11 +242,15 @@ pub(crate) async fn run_sleep<'c>(
              SELECT $1, $4, 'pgqrs::sleep', to_jsonb($5), to_jsonb((SELECT at FROM wake)), 'timestamp'
              FROM run
            ),
+           gone AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = $2 AND EXISTS (SELECT 1 FROM run)
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
+           ),
            job AS (
-             UPDATE pgqrs.jobs
-             SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
-                 attempts = greatest(attempts - 1, 0), run_at = (SELECT at FROM wake)
-             WHERE id = $2 AND EXISTS (SELECT 1 FROM run)
+             INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, run_at, attempts, enqueued_at)
+             SELECT id, queue_id, payload, priority, (SELECT at FROM wake), greatest(attempts - 1, 0),
+                    enqueued_at
+             FROM gone
              RETURNING id
            )
            SELECT (SELECT at FROM wake) AS "at!" FROM job"#,
@@ -249,11 +287,17 @@ pub(crate) async fn run_park(
     name: &str,
 ) -> sqlx::Result<bool> {
     let parked = sqlx::query_scalar!(
-        r#"WITH job AS (
-             UPDATE pgqrs.jobs
-             SET lease_token = NULL, lease_expires_at = NULL, worker_id = NULL,
-                 attempts = greatest(attempts - 1, 0), run_at = 'infinity'
-             WHERE id = $2 AND lease_token = $3
+        r#"WITH held AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle(ARRAY[$2::bigint], ARRAY[$3::bigint]) s
+           ),
+           gone AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM held))
+             RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
+           ),
+           job AS (
+             INSERT INTO pgqrs.jobs (id, queue_id, payload, priority, run_at, attempts, enqueued_at)
+             SELECT id, queue_id, payload, priority, 'infinity', greatest(attempts - 1, 0), enqueued_at
+             FROM gone
              RETURNING id
            )
            UPDATE pgqrs.runs
@@ -291,17 +335,45 @@ pub(crate) async fn run_take_over<'c>(
         r#"WITH run AS (
              SELECT status, job_id FROM pgqrs.runs WHERE id = $1
            ),
+           lease AS MATERIALIZED (
+             SELECT nextval('pgqrs.lease_tokens') AS token
+           ),
+           waiting AS (
+             DELETE FROM pgqrs.jobs j USING run WHERE j.id = run.job_id
+             RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at,
+                       j.run_at, j.last_error
+           ),
+           moved AS (
+             INSERT INTO pgqrs.archive (id, queue_id, payload, priority, attempts, enqueued_at,
+                                        outcome, lease_token, run_at, last_error)
+             SELECT w.id, w.queue_id, w.payload, w.priority, w.attempts + 1, w.enqueued_at,
+                    'completed', (SELECT token FROM lease), w.run_at, w.last_error
+             FROM waiting w
+             RETURNING id, queue_id
+           ),
+           stale AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle(
+                 ARRAY(SELECT a.id FROM pgqrs.archive a, run WHERE a.id = run.job_id),
+                 ARRAY(SELECT a.lease_token FROM pgqrs.archive a, run WHERE a.id = run.job_id),
+                 true) s
+           ),
+           retaken AS (
+             UPDATE pgqrs.archive a
+             SET lease_token = (SELECT token FROM lease), attempts = a.attempts + 1
+             FROM stale s WHERE a.id = s.id
+             RETURNING a.id, a.queue_id
+           ),
            taken AS (
-             UPDATE pgqrs.jobs j
-             SET lease_token = nextval('pgqrs.lease_tokens'),
-                 lease_expires_at = now() + make_interval(secs => $2),
-                 worker_id = NULL, attempts = j.attempts + 1
-             FROM run
-             WHERE j.id = run.job_id AND (j.lease_token IS NULL OR j.lease_expires_at <= now())
-             RETURNING j.id, j.lease_token
+             SELECT id, queue_id FROM moved UNION ALL SELECT id, queue_id FROM retaken
+           ),
+           recorded AS (
+             INSERT INTO pgqrs.leases (token, queue_id, expires_at, ids)
+             SELECT (SELECT token FROM lease), t.queue_id, now() + make_interval(secs => $2),
+                    ARRAY[t.id]
+             FROM taken t
            )
            SELECT run.status::text AS "status!", taken.id AS "job_id?",
-                  taken.lease_token AS "token?"
+                  CASE WHEN taken.id IS NOT NULL THEN (SELECT token FROM lease) END AS "token?"
            FROM run LEFT JOIN taken ON true"#,
         run_id,
         lease_secs
@@ -361,6 +433,16 @@ pub(crate) async fn run_cancel<'c>(
            job AS (
              DELETE FROM pgqrs.jobs
              WHERE id = (SELECT job_id FROM before) AND EXISTS (SELECT 1 FROM cancelled)
+           ),
+           in_flight AS MATERIALIZED (
+             SELECT s.id FROM pgqrs.lease_settle(
+                 ARRAY(SELECT a.id FROM pgqrs.archive a, before b
+                       WHERE a.id = b.job_id AND EXISTS (SELECT 1 FROM cancelled)),
+                 ARRAY(SELECT a.lease_token FROM pgqrs.archive a, before b
+                       WHERE a.id = b.job_id AND EXISTS (SELECT 1 FROM cancelled))) s
+           ),
+           unheld AS (
+             DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM in_flight))
            )
            SELECT status::text AS "status!" FROM before"#,
         run_id

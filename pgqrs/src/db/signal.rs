@@ -44,7 +44,7 @@ pub(crate) async fn signal_take(
     sqlx::query_as!(
         TakenRow,
         r#"WITH lease AS (
-             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3 FOR SHARE
+             SELECT 1 FROM pgqrs.leases WHERE token = $3 AND $2 = ANY (ids) FOR SHARE
            ),
            signal AS (
              SELECT id, payload FROM pgqrs.signals

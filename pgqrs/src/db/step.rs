@@ -31,7 +31,7 @@ pub(crate) async fn step_complete<'c>(
 ) -> sqlx::Result<bool> {
     let recorded = sqlx::query_scalar!(
         r#"WITH lease AS (
-             SELECT 1 FROM pgqrs.jobs WHERE id = $2 AND lease_token = $3
+             SELECT 1 FROM pgqrs.leases WHERE token = $3 AND $2 = ANY (ids)
            )
            INSERT INTO pgqrs.steps (run_id, seq, name, input, output, fingerprint, attempts)
            SELECT $1, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9 FROM lease

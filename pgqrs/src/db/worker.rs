@@ -61,13 +61,14 @@ pub(crate) async fn worker_heartbeat<'c>(
              WHERE heartbeat_at < now() - make_interval(secs => $5) AND id <> $1
            ),
            extended AS (
-             UPDATE pgqrs.jobs j
-             SET lease_expires_at = now() + make_interval(secs => $4)
-             WHERE j.id = ANY($2::bigint[]) AND j.lease_token = ANY($3::bigint[])
-             RETURNING j.id
+             UPDATE pgqrs.leases l
+             SET expires_at = now() + make_interval(secs => $4)
+             WHERE l.token = ANY($3::bigint[]) AND l.ids && $2::bigint[]
+             RETURNING l.ids
            )
            SELECT EXISTS (SELECT 1 FROM beat) AS "registered!",
-                  ARRAY(SELECT id FROM extended) AS "extended!""#,
+                  ARRAY(SELECT x FROM extended e, unnest(e.ids) x WHERE x = ANY($2::bigint[]))
+                      AS "extended!""#,
         worker_id,
         ids,
         tokens,

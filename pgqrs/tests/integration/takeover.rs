@@ -220,7 +220,7 @@ async fn a_long_run_keeps_its_lease_while_a_step_blocks_its_thread(
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let leased: bool = sqlx::query_scalar(
-        "SELECT j.lease_expires_at > now() FROM pgqrs.runs r JOIN pgqrs.jobs j ON j.id = r.job_id
+        "SELECT l.expires_at > now() FROM pgqrs.runs r JOIN pgqrs.leases l ON r.job_id = ANY (l.ids)
          WHERE r.id = $1",
     )
     .bind(BLOCKED_RUN.load(Ordering::SeqCst))

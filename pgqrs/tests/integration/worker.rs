@@ -45,7 +45,7 @@ async fn work_queue(pool: &Db) -> pgqrs::Result<Config> {
 
 async fn wait_for_archived(pool: &Db, jobs: i64, timeout: Duration) {
     wait_until(timeout, || async {
-        count(pool, "SELECT count(*) FROM pgqrs.archive").await == jobs
+        count(pool, "SELECT count(*) FROM pgqrs.history").await == jobs
     })
     .await;
 }
@@ -99,7 +99,7 @@ async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM pgqrs.archive WHERE outcome = 'completed'"
+            "SELECT count(*) FROM pgqrs.history WHERE outcome = 'completed'"
         )
         .await,
         200
@@ -175,7 +175,7 @@ async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgq
     worker.shutdown(Duration::from_secs(5)).await?;
     let errors = count(
         &pool,
-        "SELECT count(*) FROM pgqrs.archive a WHERE a.attempts = 2",
+        "SELECT count(*) FROM pgqrs.history a WHERE a.attempts = 2",
     )
     .await;
     assert_eq!(errors, 5, "the panicked jobs ran a second time");
@@ -280,19 +280,16 @@ async fn a_handler_is_told_when_its_lease_is_lost(pool: PgPool) -> pgqrs::Result
         .start()
         .await?;
     wait_until(Duration::from_secs(5), || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM pgqrs.jobs WHERE lease_token IS NOT NULL",
-        )
-        .await
-            == 1
+        count(&pool, "SELECT count(*) FROM pgqrs.leases").await == 1
     })
     .await;
     // Another holder takes the job over (what a claim after an expiry does).
-    sqlx::query("UPDATE pgqrs.jobs SET lease_token = nextval('pgqrs.lease_tokens') WHERE id = $1")
-        .bind(id)
-        .execute(&pool)
-        .await?;
+    sqlx::query(
+        "UPDATE pgqrs.leases SET token = nextval('pgqrs.lease_tokens') WHERE $1 = ANY (ids)",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await?;
     wait_until(Duration::from_secs(5), || async {
         worker.stats().lost == 1
     })
@@ -345,14 +342,15 @@ async fn shutdown_under_load_loses_nothing_and_holds_nothing(pool: PgPool) -> pg
         "stopped mid-run: {done_by_first}"
     );
     let held: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pgqrs.jobs WHERE worker_id = $1 OR lease_token IS NOT NULL",
+        "SELECT coalesce(sum(cardinality(ids)), 0) FROM pgqrs.leases
+         WHERE worker_id = $1 OR token IS NOT NULL",
     )
     .bind(first_id)
     .fetch_one(&pool)
     .await?;
     assert_eq!(held, 0, "the stopped worker holds no job");
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM pgqrs.archive").await as usize,
+        count(&pool, "SELECT count(*) FROM pgqrs.history").await as usize,
         done_by_first,
         "everything it ran is recorded"
     );
