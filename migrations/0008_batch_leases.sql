@@ -214,34 +214,56 @@ AS $$
 #variable_conflict use_column
 DECLARE
     settled bigint[] := '{}';
-    rest_ids bigint[];
-    rest_tokens bigint[];
+    rest bigint[];
+    expired boolean;
 BEGIN
     IF cardinality($6) > 0 THEN
-        -- The common ack: every job of the held leases completed.
+        -- The common ack, in one statement: every job of the held leases completed. It
+        -- also tells whether the queue has expired leases to hand back.
         WITH dropped AS (
             DELETE FROM pgqrs.leases l
             WHERE l.token = ANY ($7) AND l.ids <@ $6
             RETURNING l.ids
+        ),
+        done AS MATERIALIZED (
+            SELECT x FROM dropped d, unnest(d.ids) x
+        ),
+        relabelled AS (
+            UPDATE pgqrs.archive a SET outcome = $8
+            WHERE $8 <> 'completed' AND a.id = ANY (ARRAY(SELECT x FROM done))
+        ),
+        unkeyed AS (
+            DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT x FROM done))
         )
-        SELECT coalesce(array_agg(x), '{}') INTO settled FROM dropped d, unnest(d.ids) x;
+        SELECT coalesce(array_agg(x), '{}'),
+               EXISTS (SELECT 1 FROM pgqrs.leases l WHERE l.queue_id = $1 AND l.expires_at <= now())
+               -- Jobs still leased in place (from before this migration) count too.
+               OR EXISTS (SELECT 1 FROM pgqrs.jobs j WHERE j.queue_id = $1 AND j.lease_expires_at <= now())
+        INTO settled, expired
+        FROM done;
         IF cardinality(settled) < cardinality($6) THEN
-            SELECT coalesce(array_agg(p.id), '{}'), coalesce(array_agg(p.token), '{}')
-            INTO rest_ids, rest_tokens
-            FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled);
-            settled := settled || ARRAY(SELECT s.id FROM pgqrs.lease_settle(rest_ids, rest_tokens) s);
-        END IF;
-        IF cardinality(settled) > 0 THEN
-            WITH relabelled AS (
+            -- Part of a batch, or jobs whose lease was lost.
+            WITH held AS MATERIALIZED (
+                SELECT s.id FROM pgqrs.lease_settle(
+                    ARRAY(SELECT p.id FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled)),
+                    ARRAY(SELECT p.token FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled))) s
+            ),
+            relabelled AS (
                 UPDATE pgqrs.archive a SET outcome = $8
-                WHERE $8 <> 'completed' AND a.id = ANY (settled)
+                WHERE $8 <> 'completed' AND a.id = ANY (ARRAY(SELECT id FROM held))
+            ),
+            unkeyed AS (
+                DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (ARRAY(SELECT id FROM held))
             )
-            DELETE FROM pgqrs.job_keys k WHERE k.job_id = ANY (settled);
+            SELECT coalesce(array_agg(id), '{}') INTO rest FROM held;
+            settled := settled || rest;
         END IF;
+    ELSE
+        expired := EXISTS (SELECT 1 FROM pgqrs.leases l WHERE l.queue_id = $1 AND l.expires_at <= now())
+                   OR EXISTS (SELECT 1 FROM pgqrs.jobs j WHERE j.queue_id = $1 AND j.lease_expires_at <= now());
     END IF;
 
-    IF EXISTS (SELECT 1 FROM pgqrs.leases l WHERE l.queue_id = $1 AND l.expires_at <= now())
-       OR EXISTS (SELECT 1 FROM pgqrs.jobs j WHERE j.queue_id = $1 AND j.lease_expires_at <= now()) THEN
+    IF expired THEN
         PERFORM pgqrs.lease_rescue($1);
     END IF;
 

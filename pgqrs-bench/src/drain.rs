@@ -17,9 +17,11 @@ use crate::{Bench, checkpoint, chunk_sizes, payload, raw};
 /// drains from a fresh table, not one carrying the dead rows (and the autovacuum they are
 /// due) of the scenarios before it.
 pub(crate) async fn truncate_ours(pool: &PgPool) -> Result<()> {
-    sqlx::query("TRUNCATE pgqrs.jobs, pgqrs.archive, pgqrs.dead_letters")
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "TRUNCATE pgqrs.jobs, pgqrs.archive, pgqrs.dead_letters, pgqrs.leases, pgqrs.job_keys",
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -399,7 +401,11 @@ async fn size_after(bench: &mut Bench) -> Result<()> {
             drain_ours(bench, queue, 100, 4, 10_000).await?;
             drain_raw_lease(&bench.pool, 100, 4, 10_000).await?;
         }
-        let sizes = (size("pgqrs.jobs").await?, size("raw.jobs").await?);
+        // pgqrs's hot tables: the waiting jobs and the leases of batches in flight.
+        let sizes = (
+            size("pgqrs.jobs").await? + size("pgqrs.leases").await?,
+            size("raw.jobs").await?,
+        );
         halves.push(sizes);
         bench.report.add(Row {
             scenario: format!("W hot table + indexes after the {half} {} jobs", n / 2),
@@ -410,7 +416,7 @@ async fn size_after(bench: &mut Bench) -> Result<()> {
             higher_is_better: false,
             target: None,
         });
-        sqlx::query("VACUUM pgqrs.jobs, raw.jobs")
+        sqlx::query("VACUUM pgqrs.jobs, pgqrs.leases, raw.jobs")
             .execute(&bench.pool)
             .await?;
     }

@@ -2,23 +2,21 @@
 //! of batch N rides on the claim of batch N+1, as in pgqrs) over three lease layouts, next
 //! to pgqrs and the no-lease limit, with the WAL each writes per job:
 //! - in the row: the lease is columns of the job row, which the claim updates (pgqrs's
-//!   layout: the runnable and leased partial indexes key off `lease_token`, so the update
-//!   is not HOT: a new row version and an entry in each of two indexes per job);
+//!   layout before migration 0008: the runnable and leased partial indexes key off
+//!   `lease_token`, so the update is not HOT: a new row version and an entry in each of two
+//!   indexes per job);
 //! - in a side table: the claim moves the job row from the waiting table into a table of
 //!   leased jobs (a delete, and an insert into a small table whose pages stay cached);
 //! - one lease row per batch: the claim moves its jobs straight into the archive (as the
 //!   no-lease limit does) and writes a single lease row naming them; the ack of the whole
 //!   batch deletes that one row. A job is then written as often as in the limit, and the
-//!   lease costs two row writes per batch instead of per job.
+//!   lease costs two row writes per batch instead of per job. pgqrs's layout since
+//!   migration 0008, where the claim also handles paused queues, the global concurrency
+//!   budget, expired leases handed back and acks of part of a batch.
 //!
 //! The no-lease limit writes each job once more (its archive row) after the enqueue; a
 //! lease kept per job writes it twice, so the first two layouts show the ceiling of a
 //! per-job lease, and the third what a per-batch lease reaches.
-//!
-//! Last, `raw.batch_claim` is pgqrs's claim function redone over the per-batch layout, with
-//! everything pgqrs's claim does besides (paused queues, the global concurrency budget,
-//! expired leases handed back to the waiting table, acks of part of a batch): a measured
-//! draft of that layout for pgqrs, not yet pgqrs's.
 
 use std::time::Instant;
 
@@ -35,7 +33,6 @@ enum Layout {
     InRow,
     SideTable,
     BatchLease,
-    BatchLeaseFunction,
 }
 
 const SETUP: &[&str] = &[
@@ -66,126 +63,6 @@ const SETUP: &[&str] = &[
        paused boolean NOT NULL DEFAULT false, global_concurrency integer)",
     "INSERT INTO raw.queues (id, max_attempts) VALUES (1, 25)",
 ];
-
-/// pgqrs's claim function (`migrations/0007_claim_function.sql`) redone over a per-batch
-/// lease: queue controls, the concurrency budget, expired leases handed back, partial acks.
-const BATCH_CLAIM_FUNCTION: &str = r#"
-CREATE FUNCTION raw.batch_claim(integer, bigint, float8, bigint, boolean, bigint[], bigint[], text)
-RETURNS TABLE (paused boolean, global_concurrency integer, archived bigint[], id bigint,
-               payload text, priority smallint, attempts integer, enqueued_at timestamptz,
-               lease_token bigint, lease_expires_at timestamptz)
-LANGUAGE plpgsql
-SET enable_seqscan = off
-SET plan_cache_mode = force_generic_plan
-AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    WITH args AS MATERIALIZED (
-        SELECT $1::integer AS queue_id, $2::bigint AS batch, $3::float8 AS lease_secs,
-               $4::bigint AS worker_id, $5::boolean AS holds_claim_lock,
-               $6::bigint[] AS ack_ids, $7::bigint[] AS ack_tokens, $8::text AS outcome
-    ),
-    held AS (
-        SELECT l.token, l.ids FROM raw.batch_leases l
-        WHERE l.token = ANY((SELECT ack_tokens FROM args)::bigint[])
-        FOR UPDATE
-    ),
-    settled AS MATERIALIZED (
-        SELECT h.token,
-               ARRAY(SELECT x FROM unnest(h.ids) x WHERE x = ANY((SELECT ack_ids FROM args)::bigint[])) AS done,
-               ARRAY(SELECT x FROM unnest(h.ids) x WHERE x <> ALL((SELECT ack_ids FROM args)::bigint[])) AS rest
-        FROM held h
-    ),
-    dropped AS (
-        DELETE FROM raw.batch_leases l USING settled s
-        WHERE l.token = s.token AND cardinality(s.rest) = 0
-    ),
-    trimmed AS (
-        UPDATE raw.batch_leases l SET ids = s.rest FROM settled s
-        WHERE l.token = s.token AND cardinality(s.rest) > 0
-    ),
-    relabelled AS (
-        UPDATE raw.claim_archive a SET outcome = (SELECT outcome FROM args)
-        WHERE (SELECT outcome FROM args) <> 'completed'
-          AND a.id = ANY(ARRAY(SELECT unnest(s.done) FROM settled s))
-    ),
-    queue AS (
-        SELECT max_attempts, paused, global_concurrency FROM raw.queues WHERE id = (SELECT queue_id FROM args)
-    ),
-    budget AS (
-        SELECT CASE
-            WHEN q.paused THEN 0
-            WHEN q.global_concurrency IS NULL THEN (SELECT batch FROM args)
-            WHEN NOT (SELECT holds_claim_lock FROM args) THEN 0
-            ELSE least((SELECT batch FROM args), greatest(0, q.global_concurrency - (
-                SELECT coalesce(sum(cardinality(l.ids)), 0) FROM raw.batch_leases l
-                WHERE l.queue_id = (SELECT queue_id FROM args) AND l.expires_at > now())))
-        END AS n
-        FROM queue q
-    ),
-    expired AS (
-        SELECT l.token, l.ids FROM raw.batch_leases l
-        WHERE l.queue_id = (SELECT queue_id FROM args) AND l.expires_at <= now()
-        ORDER BY l.expires_at LIMIT 10
-        FOR UPDATE SKIP LOCKED
-    ),
-    expired_gone AS (
-        DELETE FROM raw.batch_leases l USING expired e WHERE l.token = e.token
-    ),
-    rescued AS (
-        DELETE FROM raw.claim_archive a USING expired e
-        WHERE a.id = ANY(e.ids) AND a.lease_token = e.token
-        RETURNING a.id, a.queue_id, a.payload, a.priority, a.attempts, a.enqueued_at
-    ),
-    -- Unlike pgqrs's claim, the draft has no dead-letter table: a job past max_attempts is
-    -- dropped here. No lease expires during a benchmark drain, so the figures do not
-    -- depend on it; pgqrs's version must bury such jobs.
-    returned AS (
-        INSERT INTO raw.waiting (id, queue_id, payload, priority, attempts, enqueued_at)
-        SELECT r.id, r.queue_id, r.payload, r.priority, r.attempts, r.enqueued_at
-        FROM rescued r, queue q WHERE r.attempts < q.max_attempts
-    ),
-    ready AS (
-        SELECT j.id FROM raw.waiting j
-        WHERE j.queue_id = (SELECT queue_id FROM args) AND j.run_at <= now()
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT 1000
-        FOR UPDATE SKIP LOCKED
-    ),
-    picked AS (
-        SELECT r.id FROM ready r LIMIT (SELECT n FROM budget)
-    ),
-    token AS MATERIALIZED (
-        SELECT nextval('raw.lease_tokens') AS t,
-               now() + make_interval(secs => (SELECT lease_secs FROM args)) AS until
-    ),
-    taken AS (
-        DELETE FROM raw.waiting j WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-        RETURNING j.id, j.queue_id, j.payload, j.priority, j.attempts, j.enqueued_at
-    ),
-    moved AS (
-        INSERT INTO raw.claim_archive (id, queue_id, payload, priority, attempts, enqueued_at,
-                                       outcome, lease_token)
-        SELECT t.id, t.queue_id, t.payload, t.priority, t.attempts + 1, t.enqueued_at,
-               'completed', (SELECT k.t FROM token k)
-        FROM taken t
-        RETURNING claim_archive.id, claim_archive.payload, claim_archive.priority,
-                  claim_archive.attempts, claim_archive.enqueued_at, claim_archive.lease_token
-    ),
-    lease AS (
-        INSERT INTO raw.batch_leases (token, queue_id, worker_id, expires_at, ids)
-        SELECT (SELECT k.t FROM token k), (SELECT queue_id FROM args), (SELECT worker_id FROM args),
-               (SELECT k.until FROM token k), array_agg(m.id)
-        FROM moved m HAVING count(*) > 0
-    )
-    SELECT q.paused, q.global_concurrency,
-           CASE WHEN row_number() OVER () = 1 THEN ARRAY(SELECT unnest(s.done) FROM settled s) END,
-           m.id, m.payload::text, m.priority, m.attempts, m.enqueued_at, m.lease_token,
-           (SELECT k.until FROM token k)
-    FROM queue q LEFT JOIN moved m ON true;
-END
-$$"#;
 
 /// The ack of the held batch (`$1` ids, `$2` token) from the table holding leases.
 fn ack_cte(leases: &str) -> String {
@@ -255,15 +132,11 @@ fn claim_statement(layout: Layout) -> String {
            FROM moved HAVING count(*) > 0)
          SELECT id, payload, lease_token FROM moved"
             .to_owned(),
-        Layout::BatchLeaseFunction => "SELECT id AS \"id!\", payload::jsonb, lease_token
-             FROM raw.batch_claim(1, $3, 30, NULL, false, $1, ARRAY[$2], 'completed')
-             WHERE id IS NOT NULL"
-            .to_owned(),
     }
 }
 
 async fn setup(pool: &PgPool) -> Result<()> {
-    for statement in SETUP.iter().chain([&BATCH_CLAIM_FUNCTION]) {
+    for statement in SETUP {
         sqlx::query(AssertSqlSafe(*statement)).execute(pool).await?;
     }
     Ok(())
@@ -278,7 +151,7 @@ async fn refill(pool: &PgPool, layout: Layout, n: usize) -> Result<()> {
         .await?;
     let table = match layout {
         Layout::InRow => "raw.lease_jobs",
-        Layout::SideTable | Layout::BatchLease | Layout::BatchLeaseFunction => "raw.waiting",
+        Layout::SideTable | Layout::BatchLease => "raw.waiting",
     };
     let batch: Vec<Value> = (0..1_000).map(payload).collect();
     let insert = format!("INSERT INTO {table} (queue_id, payload) SELECT 1, unnest($1::jsonb[])");
@@ -343,7 +216,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     let consumers = 4;
     eprintln!("[L] drain {n} jobs, batch 100, {consumers} consumers, by lease layout");
     // pgqrs, in-row, side table, batch lease, limit: (jobs/s, WAL/job) samples each.
-    let mut samples: [Vec<(f64, f64)>; 6] = Default::default();
+    let mut samples: [Vec<(f64, f64)>; 5] = Default::default();
     for rep in 0..bench.reps {
         let queue = format!("lease-{rep}");
         drain::truncate_ours(&bench.pool).await?;
@@ -362,7 +235,6 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             (1, Layout::InRow),
             (2, Layout::SideTable),
             (3, Layout::BatchLease),
-            (5, Layout::BatchLeaseFunction),
         ] {
             refill(&pool, layout, n).await?;
             samples[i].push(
@@ -384,22 +256,23 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             samples[3][rep].0,
             samples[4][rep].0
         );
-        eprintln!(
-            "    pgqrs's claim function over a batch lease {:.0} jobs/s",
-            samples[5][rep].0
-        );
     }
-    let [ours, in_row, side, batch_lease, limit, function] = samples.map(|s| {
+    let [ours, in_row, side, batch_lease, limit] = samples.map(|s| {
         (
             median(s.iter().map(|x| x.0).collect()),
             median(s.iter().map(|x| x.1).collect()),
         )
     });
     for (baseline, raw) in [
-        ("hand-written lease in the row, pgqrs's layout", in_row),
+        (
+            "hand-written lease in the row, pgqrs's layout before 0008",
+            in_row,
+        ),
         ("hand-written lease in a side table", side),
-        ("hand-written batch lease, claim archives", batch_lease),
-        ("pgqrs's claim function redone over a batch lease", function),
+        (
+            "hand-written batch lease, claim archives, pgqrs's layout",
+            batch_lease,
+        ),
         ("single-statement limit, no lease", limit),
     ] {
         bench.report.add(Row {
@@ -414,20 +287,18 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     }
     bench.report.note(format!(
         "L: of the no-lease limit, a hand-written lease in the row reaches {:.2}x, one in a side table {:.2}x \
-         and one lease row per batch, with the claim archiving its jobs, {:.2}x; pgqrs's whole claim function \
-         (queue controls, budget, expired leases, partial acks) redone over such a lease {:.2}x (pgqrs {:.2}x). \
+         and one lease row per batch, with the claim archiving its jobs, {:.2}x; pgqrs, whose claim keeps \
+         that last layout and adds the queue controls, the budget, expired leases and partial acks, {:.2}x. \
          WAL per drained job: limit {:.0} bytes, lease in the row {:.0}, side table {:.0}, batch lease {:.0}, \
-         the function over it {:.0}, pgqrs {:.0}.",
+         pgqrs {:.0}.",
         in_row.0 / limit.0,
         side.0 / limit.0,
         batch_lease.0 / limit.0,
-        function.0 / limit.0,
         ours.0 / limit.0,
         limit.1,
         in_row.1,
         side.1,
         batch_lease.1,
-        function.1,
         ours.1
     ));
     raw::truncate(&bench.pool).await?;

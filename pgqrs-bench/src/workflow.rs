@@ -162,7 +162,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
             .to_owned(),
     );
     bench.report.note(
-        "The floor with a lease row: the run and a 3-column lease row inserted together, each step inserted only while the lease row holds the run's token, the lease deleted as the run ends. The least a run driven through a lease writes; pgqrs's lease is the row of the run's job in `pgqrs.jobs`, and a status trigger checks every transition."
+        "The floor with a lease row: the run and a 3-column lease row inserted together, each step inserted only while the lease row holds the run's token, the lease deleted as the run ends. The least a run driven through a lease writes; pgqrs's lease is a row of `pgqrs.leases` naming the run's job, which sits in the archive while the run executes, and a status trigger checks every transition."
             .to_owned(),
     );
     Ok(())
