@@ -1,8 +1,11 @@
-//! `pgqrs.jobs`: insert, claim, and the lease-fenced transitions out of a claim.
+//! `pgqrs.jobs`, `pgqrs.leases` and the archive: insert, claim, and the lease-fenced
+//! transitions out of a claim.
 //!
-//! Every function that acts on a claimed job takes `(ids, tokens)`: a row is touched only
-//! when its current `lease_token` matches, so a holder whose lease was taken over acts on
-//! nothing and the caller reports [`Error::LeaseLost`](crate::Error::LeaseLost).
+//! A claim moves its jobs into `pgqrs.archive` and leases them under one row of
+//! `pgqrs.leases` (migration 0008). Every function that acts on a claimed job takes
+//! `(ids, tokens)` and first settles them (`pgqrs.lease_settle`): a job is touched only while
+//! the lease named by its token still lists it, so a holder whose lease was taken over acts
+//! on nothing and the caller reports [`Error::LeaseLost`](crate::Error::LeaseLost).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;

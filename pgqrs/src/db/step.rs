@@ -18,7 +18,7 @@ pub(crate) struct NewStep<'a> {
 
 /// Records a completed step if the caller still holds the run's lease and the step is not
 /// recorded yet; `false` otherwise. The lease is checked as of the statement's snapshot
-/// (no row lock: locking the job row would cost a write per step); the primary key
+/// (no row lock: locking the lease row would cost a write per step); the primary key
 /// `(run_id, seq)` is what makes a second record of one step impossible, whoever writes it.
 ///
 /// A second record fails on that key rather than using `ON CONFLICT DO NOTHING`: a
