@@ -89,6 +89,12 @@ async fn typed_handlers_archive_their_jobs(pool: PgPool) -> pgqrs::Result<()> {
     assert_eq!(workers[0].queues, vec!["work"]);
 
     wait_for_archived(&pool, 200, Duration::from_secs(20)).await;
+    // The worker counts an ack once its claim statement returns, a moment after the commit
+    // the archive count saw.
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().succeeded == 200
+    })
+    .await;
     let stats = worker.stats();
     assert_eq!((stats.claimed, stats.succeeded, stats.lost), (200, 200, 0));
     worker.shutdown(Duration::from_secs(5)).await?;
@@ -170,6 +176,10 @@ async fn a_panicking_handler_is_a_failure_not_a_dead_worker(pool: PgPool) -> pgq
         .start()
         .await?;
     wait_for_archived(&pool, 10, Duration::from_secs(10)).await;
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().succeeded == 10
+    })
+    .await;
     let stats = worker.stats();
     assert_eq!((stats.panicked, stats.retried, stats.succeeded), (5, 5, 10));
     worker.shutdown(Duration::from_secs(5)).await?;
