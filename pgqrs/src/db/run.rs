@@ -173,25 +173,22 @@ pub(crate) async fn run_finish<'c>(
     error: Option<&str>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query_scalar!(
-        r#"WITH held AS (
-             SELECT l.token, l.ids FROM pgqrs.leases l
-             WHERE l.token = $3 AND $2 = ANY (l.ids)
-             FOR UPDATE
+        r#"WITH dropped AS (
+             -- A run executed by its creator is the only job of its lease.
+             DELETE FROM pgqrs.leases WHERE token = $3 AND ids = ARRAY[$2::bigint]
+             RETURNING token
            ),
-           dropped AS (
-             DELETE FROM pgqrs.leases l USING held h
-             WHERE l.token = h.token AND cardinality(h.ids) = 1
+           settled AS (
+             -- A run claimed in a batch by a worker: taken out of its batch's lease.
+             SELECT s.id FROM pgqrs.lease_settle(ARRAY[$2::bigint], ARRAY[$3::bigint]) s
+             WHERE NOT EXISTS (SELECT 1 FROM dropped)
            ),
-           trimmed AS (
-             UPDATE pgqrs.leases l SET ids = array_remove(h.ids, $2) FROM held h
-             WHERE l.token = h.token AND cardinality(h.ids) > 1
-           ),
-           job AS (
-             SELECT 1 FROM held
+           job AS MATERIALIZED (
+             SELECT 1 FROM dropped UNION ALL SELECT 1 FROM settled
            ),
            relabelled AS (
              UPDATE pgqrs.archive a SET outcome = 'failed'
-             WHERE a.id = $2 AND $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM held)
+             WHERE a.id = $2 AND $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
            )
            UPDATE pgqrs.runs
            SET status = (CASE WHEN $5::text IS NULL THEN 'succeeded' ELSE 'failed' END)::pgqrs.run_status,
