@@ -243,3 +243,69 @@ async fn consumer_initiated_dead_letter_and_purge(pool: PgPool) -> pgqrs::Result
     );
     Ok(())
 }
+
+/// A claim leases its batch as one. Jobs of the batch settled one by one leave the lease;
+/// when it runs out, only the jobs it still held are delivered again (each counted), the
+/// ones handed back are delivered without counting, and the old holder is fenced off from
+/// all of them.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_batch_settled_in_parts_redelivers_only_what_it_still_held(
+    pool: PgPool,
+) -> pgqrs::Result<()> {
+    let pool = crate::common::via_pooler(pool).await;
+    let (config, _admin) = setup(pool.clone(), &["tasks"]).await;
+    let producer = Producer::new(&config, "tasks").await?;
+    let first = Consumer::new(&config, "tasks")
+        .await?
+        .with_visibility_timeout(SHORT);
+    let second = Consumer::new(&config, "tasks").await?;
+    let ids: Vec<i64> = producer
+        .enqueue_batch(&[json!(1), json!(2), json!(3), json!(4)])
+        .await?
+        .iter()
+        .map(|e| e.id)
+        .collect();
+
+    let batch = first.dequeue_batch(4).await?;
+    assert_eq!(batch.len(), 4);
+    assert!(
+        batch
+            .iter()
+            .all(|job| job.lease.token() == batch[0].lease.token())
+    );
+    first.archive(ids[0], "completed").await?;
+    first.release_batch(&[ids[1]]).await?;
+    let held: Vec<i64> = sqlx::query_scalar("SELECT unnest(ids) FROM pgqrs.leases ORDER BY 1")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(held, ids[2..], "the lease holds what is left of the batch");
+
+    wait_out_lease().await;
+    let again = second.dequeue_batch(10).await?;
+    let mut delivered: Vec<(i64, i32)> = again.iter().map(|j| (j.id, j.attempts)).collect();
+    delivered.sort_unstable();
+    assert_eq!(
+        delivered,
+        vec![(ids[1], 1), (ids[2], 2), (ids[3], 2)],
+        "the released job uncounted, the expired ones counted, the completed one never"
+    );
+    assert_eq!(
+        lost_ids(first.archive_batch(&ids[2..], "late").await),
+        ids[2..]
+    );
+    assert_eq!(lost_ids(first.extend(ids[3], SHORT).await), vec![ids[3]]);
+    let history: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, outcome FROM pgqrs.history ORDER BY id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(history, vec![(ids[0], "completed".to_owned())]);
+    second.archive_batch(&ids[1..], "completed").await?;
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pgqrs.leases")
+            .fetch_one(&pool)
+            .await?,
+        0,
+        "no lease is left once every job of the batches completed"
+    );
+    Ok(())
+}

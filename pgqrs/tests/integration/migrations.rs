@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use pgqrs::{Admin, Config, Consumer};
+use pgqrs::{Admin, Config, Consumer, EnqueueOptions, Producer};
 use sqlx::migrate::Migrator;
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -132,6 +132,9 @@ async fn every_migration_applies_to_an_empty_database(pool: PgPool) -> pgqrs::Re
     Ok(())
 }
 
+/// The last migration whose release leased jobs in their row (0008 leases batches).
+const LAST_IN_ROW_LEASE: i64 = 7;
+
 /// Rows a database at migration `version` can hold, written the way that release wrote
 /// them.
 async fn seed(pool: &PgPool, version: i64) -> sqlx::Result<()> {
@@ -151,6 +154,18 @@ async fn seed(pool: &PgPool, version: i64) -> sqlx::Result<()> {
         sqlx::raw_sql(
             "INSERT INTO pgqrs.workers (name, pid, queues) VALUES ('old-worker', 1, '{legacy}');
              INSERT INTO pgqrs.periodic_ticks (name, last_tick) VALUES ('nightly', now());",
+        )
+        .execute(pool)
+        .await?;
+    }
+    if (2..=LAST_IN_ROW_LEASE).contains(&version) {
+        // A job leased in its row, by a worker that died: its lease has run out. It holds a
+        // unique key.
+        sqlx::raw_sql(
+            "INSERT INTO pgqrs.jobs (queue_id, payload, attempts, lease_token, lease_expires_at, unique_key)
+                 SELECT id, '{\"n\": 2}', 1, nextval('pgqrs.lease_tokens'), now() - interval '1 second',
+                        'legacy-key'
+                 FROM pgqrs.queues;",
         )
         .execute(pool)
         .await?;
@@ -194,9 +209,10 @@ async fn install_upgrades_every_earlier_state_keeping_the_rows(pool: PgPool) -> 
 
         admin.install().await?;
         admin.verify().await?;
+        let leased_in_row = (2..=LAST_IN_ROW_LEASE).contains(&version);
         let tables: &[(&str, i64)] = &[
             ("queues", 1),
-            ("jobs", 1),
+            ("jobs", 1 + i64::from(leased_in_row)),
             ("archive", 1),
             ("dead_letters", 1),
         ];
@@ -217,6 +233,24 @@ async fn install_upgrades_every_earlier_state_keeping_the_rows(pool: PgPool) -> 
         let job = consumer.dequeue().await?.expect("the pre-upgrade job");
         assert_eq!(job.payload, serde_json::json!({"n": 1}));
         consumer.archive(job.id, "done after upgrade").await?;
+        if leased_in_row {
+            // Its key still holds; its expired lease is handed back, and it is delivered again.
+            let producer = Producer::new(&config, "legacy").await?;
+            let key = EnqueueOptions::builder().unique_key("legacy-key").build();
+            let again = producer.enqueue_with(&serde_json::json!(3), &key).await?;
+            assert!(
+                again.duplicate,
+                "the key of a job leased in its row holds after {version}"
+            );
+            let job = consumer
+                .dequeue()
+                .await?
+                .expect("the job whose lease ran out");
+            assert_eq!((job.id, job.attempts), (again.id, 2));
+            consumer.archive(job.id, "done after upgrade").await?;
+            let fresh = producer.enqueue_with(&serde_json::json!(4), &key).await?;
+            assert!(!fresh.duplicate, "the key is free once its job completed");
+        }
         assert_eq!(admin.redrive_all("legacy").await?, vec![1001]);
 
         admin.uninstall().await?;
