@@ -207,10 +207,13 @@ impl Admin {
     /// ```
     pub async fn cancel_job(&self, id: i64) -> Result<JobState> {
         refuse_workflow_job(&self.job(id).await?, "cancel")?;
-        let before = db::job::job_cancel(&self.pool, id)
-            .await?
-            .ok_or(Error::JobNotFound { id })?;
-        match JobState::parse(&before)? {
+        let before = match db::job::job_cancel(&self.pool, id).await? {
+            Some(state) => JobState::parse(&state)?,
+            // A claim took the job between the statement's snapshot and its delete: it is
+            // in flight now, which a fresh look sees.
+            None => self.job(id).await?.state,
+        };
+        match before {
             JobState::Leased => Err(Error::JobLeased { id }),
             state => Ok(state),
         }

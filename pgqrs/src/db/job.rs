@@ -562,7 +562,8 @@ pub(crate) async fn job_retry<'c>(
 
 /// Cancels a waiting job: it moves to the archive with the outcome `cancelled`. Returns
 /// the state the job was in, as [`job_get`] names it: only a `ready` or `delayed` job was
-/// cancelled, a `leased` one is left to its holder; `None` when there is no such job.
+/// cancelled, a `leased` one is left to its holder; `None` when there is no such job, or
+/// when a claim took it after this statement's snapshot (look again).
 pub(crate) async fn job_cancel<'c>(
     db: impl PgExecutor<'c>,
     id: i64,
