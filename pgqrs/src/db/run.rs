@@ -348,11 +348,12 @@ pub(crate) async fn run_take_over<'c>(
              FROM waiting w
              RETURNING id, queue_id
            ),
+           in_archive AS MATERIALIZED (
+             SELECT a.id, a.lease_token FROM pgqrs.archive a, run WHERE a.id = run.job_id
+           ),
            stale AS MATERIALIZED (
              SELECT s.id FROM pgqrs.lease_settle(
-                 ARRAY(SELECT a.id FROM pgqrs.archive a, run WHERE a.id = run.job_id),
-                 ARRAY(SELECT a.lease_token FROM pgqrs.archive a, run WHERE a.id = run.job_id),
-                 true) s
+                 ARRAY(SELECT id FROM in_archive), ARRAY(SELECT lease_token FROM in_archive), true) s
            ),
            retaken AS (
              UPDATE pgqrs.archive a
@@ -431,12 +432,13 @@ pub(crate) async fn run_cancel<'c>(
              DELETE FROM pgqrs.jobs
              WHERE id = (SELECT job_id FROM before) AND EXISTS (SELECT 1 FROM cancelled)
            ),
+           in_archive AS MATERIALIZED (
+             SELECT a.id, a.lease_token FROM pgqrs.archive a, before b
+             WHERE a.id = b.job_id AND EXISTS (SELECT 1 FROM cancelled)
+           ),
            in_flight AS MATERIALIZED (
              SELECT s.id FROM pgqrs.lease_settle(
-                 ARRAY(SELECT a.id FROM pgqrs.archive a, before b
-                       WHERE a.id = b.job_id AND EXISTS (SELECT 1 FROM cancelled)),
-                 ARRAY(SELECT a.lease_token FROM pgqrs.archive a, before b
-                       WHERE a.id = b.job_id AND EXISTS (SELECT 1 FROM cancelled))) s
+                 ARRAY(SELECT id FROM in_archive), ARRAY(SELECT lease_token FROM in_archive)) s
            ),
            unheld AS (
              DELETE FROM pgqrs.archive a WHERE a.id = ANY (ARRAY(SELECT id FROM in_flight))
