@@ -214,7 +214,7 @@ impl<T: Payload> Consumer<T> {
 mod tests {
     #[test]
     fn the_claim_statement_takes_at_most_max_claim_batch() {
-        let sql = include_str!("../../../migrations/0008_batch_leases.sql");
+        let sql = include_str!("../../../migrations/0009_lean_claim.sql");
         let limit = format!("LIMIT {}\n", super::super::MAX_CLAIM_BATCH);
         assert!(sql.contains(&limit), "the claim function has no `{limit}`");
     }

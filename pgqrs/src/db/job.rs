@@ -195,8 +195,9 @@ pub(crate) async fn job_insert_unique<'c>(
 }
 
 /// Archives `ack` and claims up to `limit` runnable jobs for `lease_secs`, in one
-/// statement: the function `pgqrs.job_claim_batch` (`migrations/0008_batch_leases.sql`,
-/// which says why it is a function). `None` when the queue no longer exists.
+/// statement: the function `pgqrs.job_claim_batch` (`migrations/0009_lean_claim.sql`;
+/// `0007_claim_function.sql` says why it is a function). `None` when the queue no longer
+/// exists.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn job_claim_batch<'c>(
     db: impl PgExecutor<'c>,

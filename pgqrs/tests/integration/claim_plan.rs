@@ -58,7 +58,7 @@ pub(crate) fn execute_mirror(queue_id: i32, batch: i64, ids: &[i64], tokens: &[i
 }
 
 /// The claim statement inside the installed claim function (the one after its acks and
-/// the hand-back of expired leases), byte for byte but for the acked ids.
+/// the hand-back of expired leases), byte for byte but for its PL/pgSQL variables.
 async fn claim_statement(conn: &mut PgConnection) -> sqlx::Result<String> {
     let body: String =
         sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE oid = $1::regprocedure")
@@ -69,11 +69,20 @@ async fn claim_statement(conn: &mut PgConnection) -> sqlx::Result<String> {
         .find("RETURN QUERY")
         .map(|at| at + "RETURN QUERY".len());
     match (start, body.rfind(';')) {
-        // The acked ids the function settled before its statement (the PL/pgSQL variable
-        // `settled`) stand in as the mirror's `$6`.
-        (Some(start), Some(end)) if start < end => {
-            Ok(body[start..end].replace("THEN settled END", "THEN $6 END"))
-        }
+        // The PL/pgSQL variables the function set before its statement stand in as what
+        // they hold: the budget is the batch, the queue is neither paused nor capped.
+        (Some(start), Some(end)) if start < end => Ok([
+            ("claim_budget", "$2"),
+            ("claim_token", "nextval('pgqrs.lease_tokens')"),
+            ("claim_expires", "(now() + make_interval(secs => $3))"),
+            ("queue_paused", "false"),
+            ("queue_cap", "NULL::integer"),
+        ]
+        .iter()
+        .fold(
+            body[start..end].to_string(),
+            |statement, (variable, value)| statement.replace(variable, value),
+        )),
         _ => Err(sqlx::Error::Protocol(format!(
             "no RETURN QUERY in {FUNCTION}: {body}"
         ))),
@@ -199,7 +208,8 @@ async fn claim_buffers(conn: &mut PgConnection, queue_id: i32) -> sqlx::Result<i
     assert_eq!(ids.len(), BATCH as usize);
     let plan = explain_analyze(conn, &call(queue_id, BATCH, &ids, &tokens)).await?;
     let top = &plan[0]["Plan"];
-    assert_eq!(top["Actual Rows"], json!(BATCH), "a full batch: {plan}");
+    // The row of the queue's controls, then a full batch.
+    assert_eq!(top["Actual Rows"], json!(BATCH + 1), "a full batch: {plan}");
     Ok(shared_buffers(top))
 }
 

@@ -136,27 +136,34 @@ pub(crate) fn log_dir() -> PathBuf {
     logs
 }
 
+/// Jobs not done yet: waiting in `pgqrs.jobs`, or in flight (in the archive, still held by
+/// a lease).
 async fn remaining(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM pgqrs.jobs")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(i64::MAX)
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pgqrs.jobs)
+              + (SELECT coalesce(sum(cardinality(ids)), 0) FROM pgqrs.leases)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or(i64::MAX)
 }
 
 /// Every job archived exactly once, none left, none dead; every job executed; and each
 /// execution that was not the last of its job was made by a worker in `faulty`.
 /// Returns the number of re-executions.
 async fn assert_exact_accounting(pool: &PgPool, faulty: &HashSet<String>) -> usize {
-    let (archived, distinct, left, dead): (i64, i64, i64, i64) = sqlx::query_as(
+    let (archived, distinct, left, held, dead): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM pgqrs.archive), (SELECT count(DISTINCT id) FROM pgqrs.archive),
-                (SELECT count(*) FROM pgqrs.jobs), (SELECT count(*) FROM pgqrs.dead_letters)",
+                (SELECT count(*) FROM pgqrs.jobs), (SELECT count(*) FROM pgqrs.leases),
+                (SELECT count(*) FROM pgqrs.dead_letters)",
     )
     .fetch_one(pool)
     .await
     .unwrap();
     assert_eq!(
-        (archived, distinct, left, dead),
-        (JOBS as i64, JOBS as i64, 0, 0)
+        (archived, distinct, left, held, dead),
+        (JOBS as i64, JOBS as i64, 0, 0, 0),
+        "(archived, distinct archived, waiting, leases, dead)"
     );
 
     let executions: Vec<(i64, String)> =

@@ -35,6 +35,8 @@ fn job_scans(node: &Value, found: &mut Vec<(String, bool)>) {
     let relation = node["Relation Name"].as_str().unwrap_or_default();
     if index.starts_with("jobs_") || index.starts_with("leases_") {
         found.push((index.to_owned(), node.get("Index Cond").is_some()));
+    } else if kind == "Tid Scan" && relation == "jobs" {
+        found.push(("tid".to_owned(), node.get("TID Cond").is_some()));
     } else if kind == "Seq Scan" && (relation == "jobs" || relation == "leases") {
         found.push(("seq".to_owned(), false));
     }
@@ -81,8 +83,8 @@ async fn lease_lookups_use_the_primary_key_when_the_leased_index_looked_empty(
         "the claim reads an index without a condition on it: {scans:?}"
     );
     assert!(
-        scans.contains(&("jobs_pkey".to_owned(), true)),
-        "the picked jobs are taken through the primary key: {scans:?}"
+        scans.contains(&("tid".to_owned(), true)),
+        "the picked jobs are taken by their address (locked, they cannot move): {scans:?}"
     );
 
     // Then the whole queue is leased, one job per lease (a claim takes at most

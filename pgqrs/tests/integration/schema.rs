@@ -66,8 +66,8 @@ async fn verify_names_every_change_made_outside_the_migrations(pool: PgPool) -> 
             "changed function runs_check_transition(): expected `returns trigger language plpgsql volatile body md5 ",
         ),
         (
-            "ALTER TABLE pgqrs.jobs SET (fillfactor = 100)",
-            "changed table jobs: expected `options (autovacuum_analyze_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.02, fillfactor=85)`, found `options (autovacuum_analyze_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.02, fillfactor=100)`",
+            "ALTER TABLE pgqrs.jobs SET (fillfactor = 90)",
+            "changed table jobs: expected `options (autovacuum_analyze_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.02, fillfactor=100)`, found `options (autovacuum_analyze_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.02, fillfactor=90)`",
         ),
         (
             "ALTER TABLE pgqrs.queues DROP CONSTRAINT queues_name_valid",

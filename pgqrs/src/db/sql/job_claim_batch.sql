@@ -1,7 +1,8 @@
--- The claim (the function `pgqrs.job_claim_batch`, migrations/0007_claim_function.sql):
+-- The claim (the function `pgqrs.job_claim_batch`, migrations/0009_lean_claim.sql):
 -- archives the held jobs ($6 ids, $7 their lease tokens) with outcome $8, then claims up
--- to $2 jobs of queue $1 for $3 seconds for the worker $4. Always returns at least one
--- row carrying the queue's controls; the job columns are NULL when nothing was claimed.
+-- to $2 jobs of queue $1 for $3 seconds for the worker $4. Returns no row when the queue
+-- is gone; else a first row with the queue's controls and the archived ids and no job,
+-- then one row per job claimed (with the controls too).
 SELECT paused AS "paused!",
        global_concurrency,
        archived AS "archived?",
