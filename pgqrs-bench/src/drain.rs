@@ -145,6 +145,14 @@ where
     jobs_per_second(start, tasks).await
 }
 
+/// Who drains in a repetition of C.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    Ours,
+    Lease,
+    Single,
+}
+
 pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
     for (batch, consumers) in [(1usize, 1usize), (1, 4), (100, 1), (100, 4)] {
         let n = if batch == 1 {
@@ -154,21 +162,44 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
         };
         eprintln!("[C] drain {n} jobs, batch {batch}, {consumers} consumer(s)");
         let (mut ours, mut lease, mut single) = (Vec::new(), Vec::new(), Vec::new());
-        for rep in 0..bench.reps {
+        // A drain lasts well under a second: nearly twice the usual repetitions, and every
+        // other one in the reverse order, so that neither side always drains first (next
+        // to the autovacuum and checkpoint work the previous drains left).
+        let reps = bench.reps * 2 - 1;
+        for rep in 0..reps {
             let queue = format!("drain-{batch}-{consumers}-{rep}");
-            truncate_ours(&bench.pool).await?;
-            fill(bench, &queue, n).await?;
-            checkpoint(&bench.pool).await?;
-            ours.push(drain_ours(bench, &queue, batch, consumers, n).await?);
-            bench.admin.delete_queue(&queue).await?;
-            raw::truncate(&bench.pool).await?;
-            raw::fill(&bench.pool, n).await?;
-            checkpoint(&bench.pool).await?;
-            lease.push(drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?);
-            raw::truncate(&bench.pool).await?;
-            raw::fill(&bench.pool, n).await?;
-            checkpoint(&bench.pool).await?;
-            single.push(drain_raw_single(&bench.pool, batch as i64, consumers, n).await?);
+            let sides = if rep % 2 == 0 {
+                [Side::Ours, Side::Lease, Side::Single]
+            } else {
+                [Side::Single, Side::Lease, Side::Ours]
+            };
+            for side in sides {
+                match side {
+                    Side::Ours => {
+                        truncate_ours(&bench.pool).await?;
+                        fill(bench, &queue, n).await?;
+                        checkpoint(&bench.pool).await?;
+                        ours.push(drain_ours(bench, &queue, batch, consumers, n).await?);
+                        bench.admin.delete_queue(&queue).await?;
+                    }
+                    Side::Lease | Side::Single => {
+                        raw::truncate(&bench.pool).await?;
+                        raw::fill(&bench.pool, n).await?;
+                        checkpoint(&bench.pool).await?;
+                        let rate = if side == Side::Lease {
+                            drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?
+                        } else {
+                            drain_raw_single(&bench.pool, batch as i64, consumers, n).await?
+                        };
+                        let samples = if side == Side::Lease {
+                            &mut lease
+                        } else {
+                            &mut single
+                        };
+                        samples.push(rate);
+                    }
+                }
+            }
             eprintln!(
                 "    rep {}: pgqrs {:.0}, lease {:.0}, single {:.0} jobs/s",
                 rep + 1,
