@@ -73,7 +73,6 @@ async fn claim_statement(conn: &mut PgConnection) -> sqlx::Result<String> {
         // they hold: the budget is the batch, the queue is neither paused nor capped.
         (Some(start), Some(end)) if start < end => Ok([
             ("claim_budget", "$2"),
-            ("claim_token", "nextval('pgqrs.lease_tokens')"),
             ("claim_expires", "(now() + make_interval(secs => $3))"),
             ("queue_paused", "false"),
             ("queue_cap", "NULL::integer"),
