@@ -95,3 +95,87 @@ async fn eight_consumers_drain_20k_jobs_exactly_once(pool: PgPool) -> pgqrs::Res
     assert_eq!((left, in_archive, distinct), (0, JOBS as i64, JOBS as i64));
     Ok(())
 }
+
+/// The claim takes the jobs it locked by their address (`ctid`). Rows that get a new
+/// version (a new address) while claims run must still be taken once each: a churn task
+/// rewrites the rows at the head of the queue, where the claims are, until every job is
+/// archived.
+#[sqlx::test(migrations = "../migrations")]
+async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
+    pool: PgPool,
+) -> pgqrs::Result<()> {
+    const RACED: usize = 5_000;
+    let config = config_with_pool_size(&pool, 8).await;
+    Admin::new(&config).await?.create_queue("tasks").await?;
+    let producer = Producer::new(&config, "tasks").await?;
+    let payloads: Vec<_> = (0..RACED).map(|n| json!({ "n": n })).collect();
+    let enqueued: HashSet<i64> = producer
+        .enqueue_batch(&payloads)
+        .await?
+        .iter()
+        .map(|e| e.id)
+        .collect();
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let churn = {
+        let (pool, done) = (pool.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut rewritten = 0u64;
+            while done.load(std::sync::atomic::Ordering::Relaxed) < RACED {
+                // `priority` is in the runnable index: every rewrite is a new row version
+                // at a new address.
+                rewritten += sqlx::query(
+                    "UPDATE pgqrs.jobs SET priority = priority
+                     WHERE id IN (SELECT id FROM pgqrs.jobs ORDER BY id LIMIT 40 FOR UPDATE SKIP LOCKED)",
+                )
+                .execute(&pool)
+                .await?
+                .rows_affected();
+            }
+            Ok::<_, sqlx::Error>(rewritten)
+        })
+    };
+
+    let mut consumers = Vec::new();
+    for _ in 0..4 {
+        let (config, done) = (config.clone(), done.clone());
+        consumers.push(tokio::spawn(async move {
+            let consumer = Consumer::new(&config, "tasks").await?;
+            let mut seen = Vec::new();
+            let started = std::time::Instant::now();
+            // An empty claim is no proof of an empty queue here (the churn holds row locks
+            // for a moment): stop once every job is archived.
+            while done.load(std::sync::atomic::Ordering::Relaxed) < RACED {
+                assert!(
+                    started.elapsed().as_secs() < 120,
+                    "the drain did not finish"
+                );
+                let jobs = consumer.dequeue_batch(20).await?;
+                let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
+                consumer.archive_batch(&ids, "completed").await?;
+                done.fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+                seen.extend(ids);
+            }
+            Ok::<_, pgqrs::Error>(seen)
+        }));
+    }
+    let mut delivered = Vec::new();
+    for consumer in consumers {
+        delivered.extend(consumer.await.expect("consumer task")?);
+    }
+    let rewritten = churn.await.expect("churn task")?;
+
+    assert!(rewritten > 0, "the churn rewrote no waiting row");
+    assert_eq!(delivered.len(), RACED, "no job delivered twice");
+    let delivered: HashSet<i64> = delivered.into_iter().collect();
+    assert_eq!(delivered, enqueued, "none lost, none invented");
+    let (left, held, in_archive): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pgqrs.jobs), (SELECT count(*) FROM pgqrs.leases),
+                (SELECT count(DISTINCT id) FROM pgqrs.archive)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((left, held, in_archive), (0, 0, RACED as i64));
+    println!("{RACED} jobs claimed once each while {rewritten} waiting rows were rewritten");
+    Ok(())
+}
