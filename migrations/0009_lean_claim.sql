@@ -71,10 +71,11 @@ BEGIN
     FROM (SELECT) one LEFT JOIN pgqrs.queues q ON q.id = $1;
     IF cardinality(settled) < cardinality($6) THEN
         -- Part of a batch, or jobs whose lease was lost.
+        WITH unsettled AS MATERIALIZED (
+            SELECT p.id, p.token FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled)
+        )
         SELECT coalesce(array_agg(s.id), '{}') INTO rest
-        FROM pgqrs.lease_settle(
-            ARRAY(SELECT p.id FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled)),
-            ARRAY(SELECT p.token FROM unnest($6, $7) AS p(id, token) WHERE p.id <> ALL (settled))) s;
+        FROM pgqrs.lease_settle(ARRAY(SELECT id FROM unsettled), ARRAY(SELECT token FROM unsettled)) s;
         keyed := keyed OR cardinality(rest) > 0;
         settled := settled || rest;
     END IF;

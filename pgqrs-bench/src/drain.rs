@@ -145,8 +145,16 @@ where
     jobs_per_second(start, tasks).await
 }
 
+/// Empties the baseline's tables, fills them with `n` jobs and checkpoints: each raw drain
+/// of C starts as pgqrs's does.
+async fn refill_raw(pool: &PgPool, n: usize) -> Result<()> {
+    raw::truncate(pool).await?;
+    raw::fill(pool, n).await?;
+    checkpoint(pool).await
+}
+
 /// Who drains in a repetition of C.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum Side {
     Ours,
     Lease,
@@ -182,21 +190,14 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<()> {
                         ours.push(drain_ours(bench, &queue, batch, consumers, n).await?);
                         bench.admin.delete_queue(&queue).await?;
                     }
-                    Side::Lease | Side::Single => {
-                        raw::truncate(&bench.pool).await?;
-                        raw::fill(&bench.pool, n).await?;
-                        checkpoint(&bench.pool).await?;
-                        let rate = if side == Side::Lease {
-                            drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?
-                        } else {
-                            drain_raw_single(&bench.pool, batch as i64, consumers, n).await?
-                        };
-                        let samples = if side == Side::Lease {
-                            &mut lease
-                        } else {
-                            &mut single
-                        };
-                        samples.push(rate);
+                    Side::Lease => {
+                        refill_raw(&bench.pool, n).await?;
+                        lease.push(drain_raw_lease(&bench.pool, batch as i64, consumers, n).await?);
+                    }
+                    Side::Single => {
+                        refill_raw(&bench.pool, n).await?;
+                        single
+                            .push(drain_raw_single(&bench.pool, batch as i64, consumers, n).await?);
                     }
                 }
             }

@@ -1,6 +1,8 @@
 //! Exactly-once accounting under concurrent consumers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pgqrs::{Admin, Consumer, Producer};
 use serde_json::json;
@@ -116,12 +118,12 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
         .map(|e| e.id)
         .collect();
 
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
     let churn = {
         let (pool, done) = (pool.clone(), done.clone());
         tokio::spawn(async move {
             let mut rewritten = 0u64;
-            while done.load(std::sync::atomic::Ordering::Relaxed) < RACED {
+            while done.load(Ordering::Relaxed) < RACED {
                 // `priority` is in the runnable index: every rewrite is a new row version
                 // at a new address.
                 rewritten += sqlx::query(
@@ -145,7 +147,7 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
             let started = std::time::Instant::now();
             // An empty claim is no proof of an empty queue here (the churn holds row locks
             // for a moment): stop once every job is archived.
-            while done.load(std::sync::atomic::Ordering::Relaxed) < RACED {
+            while done.load(Ordering::Relaxed) < RACED {
                 assert!(
                     started.elapsed().as_secs() < 120,
                     "the drain did not finish"
@@ -153,7 +155,7 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
                 let jobs = consumer.dequeue_batch(20).await?;
                 let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
                 consumer.archive_batch(&ids, "completed").await?;
-                done.fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+                done.fetch_add(ids.len(), Ordering::Relaxed);
                 seen.extend(ids);
             }
             Ok::<_, pgqrs::Error>(seen)
