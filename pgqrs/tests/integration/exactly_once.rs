@@ -108,15 +108,7 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
 ) -> pgqrs::Result<()> {
     const RACED: usize = 5_000;
     let config = config_with_pool_size(&pool, 8).await;
-    Admin::new(&config).await?.create_queue("tasks").await?;
-    let producer = Producer::new(&config, "tasks").await?;
-    let payloads: Vec<_> = (0..RACED).map(|n| json!({ "n": n })).collect();
-    let enqueued: HashSet<i64> = producer
-        .enqueue_batch(&payloads)
-        .await?
-        .iter()
-        .map(|e| e.id)
-        .collect();
+    let enqueued = tasks_with_jobs(&config, RACED).await?;
 
     let done = Arc::new(AtomicUsize::new(0));
     let churn = {
@@ -138,29 +130,11 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
         })
     };
 
-    let mut consumers = Vec::new();
-    for _ in 0..4 {
-        let (config, done) = (config.clone(), done.clone());
-        consumers.push(tokio::spawn(async move {
-            let consumer = Consumer::new(&config, "tasks").await?;
-            let mut seen = Vec::new();
-            let started = std::time::Instant::now();
-            // An empty claim is no proof of an empty queue here (the churn holds row locks
-            // for a moment): stop once every job is archived.
-            while done.load(Ordering::Relaxed) < RACED {
-                assert!(
-                    started.elapsed().as_secs() < 120,
-                    "the drain did not finish"
-                );
-                let jobs = consumer.dequeue_batch(20).await?;
-                let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
-                consumer.archive_batch(&ids, "completed").await?;
-                done.fetch_add(ids.len(), Ordering::Relaxed);
-                seen.extend(ids);
-            }
-            Ok::<_, pgqrs::Error>(seen)
-        }));
-    }
+    // An empty claim is no proof of an empty queue here (the churn holds row locks for a
+    // moment): the consumers stop once every job is archived.
+    let consumers: Vec<_> = (0..4)
+        .map(|_| consume_until(&config, 20, done.clone(), RACED))
+        .collect();
     let mut delivered = Vec::new();
     for consumer in consumers {
         delivered.extend(consumer.await.expect("consumer task")?);
@@ -180,4 +154,155 @@ async fn claims_racing_rewrites_of_waiting_rows_take_each_job_once(
     assert_eq!((left, held, in_archive), (0, 0, RACED as i64));
     println!("{RACED} jobs claimed once each while {rewritten} waiting rows were rewritten");
     Ok(())
+}
+
+/// Cancels race claims at the head of the queue: each job ends exactly one way, cancelled
+/// (never handed to a consumer) or delivered once (and its cancel told so), none lost. A
+/// cancel whose statement ran before a claim's commit but saw neither the job nor its
+/// archive row must look again, or a delivered job would count as cancelled: every run
+/// meets that case.
+#[sqlx::test(migrations = "../migrations")]
+async fn cancels_racing_claims_settle_each_job_one_way(pool: PgPool) -> pgqrs::Result<()> {
+    const RACED: usize = 3_000;
+    let pool = crate::common::via_pooler(pool).await;
+    let config = config_with_pool_size(&pool, 8).await;
+    let admin = Admin::new(&config).await?;
+    let enqueued = tasks_with_jobs(&config, RACED).await?;
+
+    // Jobs settled either way; everyone stops once it reaches RACED.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let consumers: Vec<_> = (0..3)
+        .map(|_| consume_until(&config, 10, settled.clone(), RACED))
+        .collect();
+    // Two cancellers pick jobs where the claims are, a few at a time: the first five waiting
+    // jobs (mostly claimed by the time the cancel comes), and five a little further on.
+    let mut cancellers = Vec::new();
+    for ahead in [0i64, 15] {
+        let (admin, pool, settled) = (admin.clone(), pool.clone(), settled.clone());
+        cancellers.push(tokio::spawn(async move {
+            let (mut cancelled, mut refused) = (Vec::new(), 0usize);
+            while settled.load(Ordering::Relaxed) < RACED {
+                let head: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM pgqrs.jobs ORDER BY id LIMIT 5 OFFSET $1")
+                        .bind(ahead)
+                        .fetch_all(&pool)
+                        .await?;
+                for id in head {
+                    match admin.cancel_job(id).await {
+                        Ok(pgqrs::JobState::Ready | pgqrs::JobState::Delayed) => {
+                            settled.fetch_add(1, Ordering::Relaxed);
+                            cancelled.push(id);
+                        }
+                        // Delivered (or cancelled by the other canceller) already.
+                        Ok(pgqrs::JobState::Archived) => {}
+                        Err(pgqrs::Error::JobLeased { .. }) => refused += 1,
+                        other => panic!("cancel of job {id}: {other:?}"),
+                    }
+                }
+            }
+            Ok::<_, pgqrs::Error>((cancelled, refused))
+        }));
+    }
+
+    let mut delivered = Vec::new();
+    for consumer in consumers {
+        delivered.extend(consumer.await.expect("consumer task")?);
+    }
+    let (mut cancelled, mut refused) = (Vec::new(), 0);
+    for canceller in cancellers {
+        let (theirs, their_refusals) = canceller.await.expect("canceller task")?;
+        cancelled.extend(theirs);
+        refused += their_refusals;
+    }
+
+    let delivered_set: HashSet<i64> = delivered.iter().copied().collect();
+    let cancelled_set: HashSet<i64> = cancelled.iter().copied().collect();
+    assert_eq!(
+        delivered_set.len(),
+        delivered.len(),
+        "no job delivered twice"
+    );
+    assert_eq!(
+        cancelled_set.len(),
+        cancelled.len(),
+        "no job cancelled twice"
+    );
+    assert!(
+        delivered_set.is_disjoint(&cancelled_set),
+        "no cancelled job was delivered"
+    );
+    let all: HashSet<i64> = delivered_set.union(&cancelled_set).copied().collect();
+    assert_eq!(all, enqueued, "none lost, none invented");
+    assert!(
+        !delivered.is_empty() && !cancelled.is_empty() && refused > 0,
+        "the race ran: {} delivered, {} cancelled, {refused} cancels refused for a held job",
+        delivered.len(),
+        cancelled.len()
+    );
+
+    let outcomes: Vec<(String, Vec<i64>)> = sqlx::query_as(
+        "SELECT outcome, array_agg(id ORDER BY id) FROM pgqrs.archive GROUP BY outcome",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let outcome = |name: &str| -> HashSet<i64> {
+        outcomes
+            .iter()
+            .filter(|(o, _)| o == name)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect()
+    };
+    assert_eq!(outcome("cancelled"), cancelled_set);
+    assert_eq!(outcome("completed"), delivered_set);
+    let (left, held): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pgqrs.jobs), (SELECT count(*) FROM pgqrs.leases)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((left, held), (0, 0));
+    println!(
+        "{} delivered, {} cancelled, {refused} cancels refused for a held job",
+        delivered.len(),
+        cancelled.len()
+    );
+    Ok(())
+}
+
+/// A consumer of `tasks` that claims `batch` at a time and archives what it gets, adding
+/// it to `settled`, until `settled` reaches `total`; returns the ids it was handed.
+fn consume_until(
+    config: &pgqrs::Config,
+    batch: usize,
+    settled: Arc<AtomicUsize>,
+    total: usize,
+) -> tokio::task::JoinHandle<pgqrs::Result<Vec<i64>>> {
+    let config = config.clone();
+    tokio::spawn(async move {
+        let consumer = Consumer::new(&config, "tasks").await?;
+        let mut seen = Vec::new();
+        let started = std::time::Instant::now();
+        while settled.load(Ordering::Relaxed) < total {
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "the drain did not finish"
+            );
+            let jobs = consumer.dequeue_batch(batch).await?;
+            let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
+            consumer.archive_batch(&ids, "completed").await?;
+            settled.fetch_add(ids.len(), Ordering::Relaxed);
+            seen.extend(ids);
+        }
+        Ok(seen)
+    })
+}
+
+/// Creates the queue `tasks` with `n` jobs; returns their ids.
+async fn tasks_with_jobs(config: &pgqrs::Config, n: usize) -> pgqrs::Result<HashSet<i64>> {
+    Admin::new(config).await?.create_queue("tasks").await?;
+    let payloads: Vec<_> = (0..n).map(|n| json!({ "n": n })).collect();
+    let enqueued = Producer::new(config, "tasks")
+        .await?
+        .enqueue_batch(&payloads)
+        .await?;
+    Ok(enqueued.iter().map(|e| e.id).collect())
 }
