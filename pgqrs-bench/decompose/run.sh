@@ -11,7 +11,9 @@
 #               the queue's controls in a first statement, then the claim)
 #
 # and times three calls that claim nothing (a round trip; the function's first statement on
-# its own; the function asked for no job). Every drain starts from freshly filled tables after
+# its own; the function asked for no job), and the enqueue of one job per call: the
+# baseline's insert, the same insert into `pgqrs.jobs`, and pgqrs's statement without and
+# with its wake-up. Every drain starts from freshly filled tables after
 # a checkpoint; each is repeated REPS times, in turns, with synchronous commit on and then
 # off, and the medians are printed as a markdown table with the WAL written per job.
 #
@@ -61,7 +63,7 @@ measure() {
     local script=$1 transactions=$2 jobs=$3 before out
     before=$(sql -c "SELECT pg_current_wal_insert_lsn()")
     out=$(pgbench -n -M prepared -c 1 -t "$transactions" -D q="$queue" -D id=0 -D lease_token=0 \
-        -f "$here/$script.sql" "$db" 2>&1) || { echo "$out" >&2; exit 1; }
+        -D payload="$payload" -f "$here/$script.sql" "$db" 2>&1) || { echo "$out" >&2; exit 1; }
     local ms
     ms=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<< "$out")
     if [ "$jobs" -gt 0 ]; then
@@ -75,6 +77,9 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 steps=(1_limit 2_layout 3_lease 4_wrapped 5_function)
 probes=(p1_round_trip p2_controls p3_empty_call)
+enqueues=(e1_insert e2_insert_pgqrs e3_enqueue e4_enqueue_wake)
+# pgqrs-bench's payload (about 110 bytes of JSON), sent as a parameter, parsed on every call.
+payload='{"n": 1, "pad": "0123456789abcdef0123456789abcdef0123456789", "task": "send_email", "to": "user-000001@example.com"}'
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for sync in on off; do
@@ -95,24 +100,37 @@ for sync in on off; do
             line=$(measure "$probe" "$calls" 0)
             echo "$sync $probe ${line/|/ }" >> "$results"
         done
+        for enqueue in "${enqueues[@]}"; do
+            sql -v q="$queue" -v n=0 -f "$here/fill.sql" > /dev/null
+            line=$(measure "$enqueue" "$calls" "$calls")
+            echo "$sync $enqueue ${line/|/ }" >> "$results"
+            echo "synchronous_commit=$sync rep $rep/$reps $enqueue: ${line/|/ ms, } bytes of WAL per job" >&2
+        done
     done
 done
 
 col() { awk -v s="$1" -v k="$2" -v f="$3" '$1 == s && $2 == k { print $f }' "$results" | median; }
-limit_on=$(col on 1_limit 3)
-limit_off=$(col off 1_limit 3)
+# Rows of $2.. against the baseline $1: time with synchronous commit on and off, WAL per job.
+rows() {
+    local base=$1 row
+    shift
+    for row in "$@"; do
+        awk -v s="$row" -v on="$(col on "$row" 3)" -v off="$(col off "$row" 3)" \
+            -v bon="$(col on "$base" 3)" -v boff="$(col off "$base" 3)" -v wal="$(col on "$row" 4)" \
+            'BEGIN { printf "| %s | %.3f | %.2fx | %.3f | %.2fx | %d bytes |\n", s, on, bon / on, off, boff / off, wal }'
+    done
+}
 echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores;"
-echo "$(sql -c 'SELECT version()' | cut -d' ' -f1,2); medians of $reps drains of $batches batches each, and of $reps runs of $calls calls for the rows with no job."
+echo "$(sql -c 'SELECT version()' | cut -d' ' -f1,2); medians of $reps drains of $batches batches each, and of $reps runs of $calls calls for the other rows."
 echo
 echo "| statement | ms per batch of 100, synchronous commit on | vs the limit | ms, synchronous commit off | vs the limit | WAL per job |"
 echo "|---|---|---|---|---|---|"
-for step in "${steps[@]}"; do
-    on=$(col on "$step" 3)
-    off=$(col off "$step" 3)
-    awk -v s="$step" -v on="$on" -v off="$off" -v lon="$limit_on" -v loff="$limit_off" -v wal="$(col on "$step" 4)" \
-        'BEGIN { printf "| %s | %.3f | %.2fx | %.3f | %.2fx | %d bytes |\n", s, on, lon / on, off, loff / off, wal }'
-done
+rows 1_limit "${steps[@]}"
 for probe in "${probes[@]}"; do
     awk -v s="$probe" -v on="$(col on "$probe" 3)" -v off="$(col off "$probe" 3)" \
         'BEGIN { printf "| %s (no job) | %.3f | | %.3f | | |\n", s, on, off }'
 done
+echo
+echo "| statement | ms per job, synchronous commit on | vs the insert | ms, synchronous commit off | vs the insert | WAL per job |"
+echo "|---|---|---|---|---|---|"
+rows e1_insert "${enqueues[@]}"
