@@ -13,9 +13,9 @@
 # and times three calls that claim nothing (a round trip; the function's first statement on
 # its own; the function asked for no job), and the enqueue of one job per call: the
 # baseline's insert, the same insert into `pgqrs.jobs`, and pgqrs's statement without and
-# with its wake-up. Every drain starts from freshly filled tables after
-# a checkpoint; each is repeated REPS times, in turns, with synchronous commit on and then
-# off, and the medians are printed as a markdown table with the WAL written per job.
+# with its wake-up. Every drain starts from freshly filled tables after a checkpoint; each
+# is repeated REPS times, in turns, with synchronous commit on and then off, and the
+# medians are printed as markdown tables with the WAL written per job.
 #
 #   pgqrs-bench/decompose/run.sh            # about 5 minutes
 #   REPS=3 BATCHES=500 pgqrs-bench/decompose/run.sh
