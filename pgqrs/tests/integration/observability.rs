@@ -190,9 +190,11 @@ async fn counters_and_histograms_count_every_job(pool: PgPool) -> anyhow::Result
         )
         .start()
         .await?;
+    // Settled, not just claimed: a claim moves its jobs into the archive at once, so counting
+    // `pgqrs.archive` would stop the worker with a job still prefetched, handed back unrun.
     wait_until(Duration::from_secs(20), || async {
         let done: (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM pgqrs.archive), (SELECT count(*) FROM pgqrs.dead_letters)",
+            "SELECT (SELECT count(*) FROM pgqrs.history), (SELECT count(*) FROM pgqrs.dead_letters)",
         )
         .fetch_one(&pool)
         .await
