@@ -174,24 +174,22 @@ async fn cancels_racing_claims_settle_each_job_one_way(pool: PgPool) -> pgqrs::R
     let consumers: Vec<_> = (0..3)
         .map(|_| consume_until(&config, 10, settled.clone(), RACED))
         .collect();
-    // Two cancellers pick jobs where the claims are, a few at a time, from the jobs nobody
-    // holds yet (leased jobs cannot be cancelled, so aiming at them races nothing): the next
-    // five a claim will take (mostly claimed by the time the cancel comes, so refused) and
-    // five a batch per consumer further on (mostly cancelled first). A CI run that aimed at
-    // all of the table's head, leased jobs included, cancelled none.
+    // Two cancellers pick waiting jobs where the claims are, a few at a time: the next five a
+    // claim will take (mostly claimed by the time the cancel comes, so refused) and five
+    // beyond the next round of claims, a batch per consumer further on (mostly cancelled
+    // first). Aimed at offsets 0 and 15 instead, a CI run through the legacy pooler cancelled
+    // none (26 refused): 15 is within the next round of claims, three batches of 10.
     let mut cancellers = Vec::new();
     for ahead in [0i64, 30] {
         let (admin, pool, settled) = (admin.clone(), pool.clone(), settled.clone());
         cancellers.push(tokio::spawn(async move {
             let (mut cancelled, mut refused) = (Vec::new(), 0usize);
             while settled.load(Ordering::Relaxed) < RACED {
-                let head: Vec<i64> = sqlx::query_scalar(
-                    "SELECT id FROM pgqrs.jobs WHERE lease_token IS NULL \
-                     ORDER BY id LIMIT 5 OFFSET $1",
-                )
-                .bind(ahead)
-                .fetch_all(&pool)
-                .await?;
+                let head: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM pgqrs.jobs ORDER BY id LIMIT 5 OFFSET $1")
+                        .bind(ahead)
+                        .fetch_all(&pool)
+                        .await?;
                 for id in head {
                     match admin.cancel_job(id).await {
                         Ok(pgqrs::JobState::Ready | pgqrs::JobState::Delayed) => {

@@ -141,6 +141,12 @@ async fn failures_back_off_then_dead_letter_with_the_last_error(pool: PgPool) ->
         count(&pool, "SELECT count(*) FROM pgqrs.dead_letters").await == 1
     })
     .await;
+    // The worker counts the dead letter once its nack statement returns, a moment after the
+    // commit the count saw.
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().dead_lettered == 1
+    })
+    .await;
     let stats = worker.stats();
     assert_eq!(
         (stats.retried, stats.dead_lettered, stats.succeeded),
