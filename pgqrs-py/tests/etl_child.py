@@ -46,8 +46,12 @@ async def etl(ctx: PyWorkflow, source: str) -> int:
     return await load(ctx, total)
 
 
+# Short enough for the tests to wait out, long enough to outlast a loaded machine's delays.
+LEASE = 3.0
+
+
 def admin() -> pgqrs.Admin:
-    config = pgqrs.Config.from_dsn(os.environ["PGQRS_DSN"]).with_visibility_timeout(1.0)
+    config = pgqrs.Config.from_dsn(os.environ["PGQRS_DSN"]).with_visibility_timeout(LEASE)
     return pgqrs.Admin(config)
 
 

@@ -111,7 +111,7 @@ async def test_durable_sleep_and_signals_suspend_and_resume_the_run(admin):
     @workflow
     async def approval(ctx: PyWorkflow, doc: str) -> dict:
         await note(ctx, f"drafted {doc}")
-        await ctx.sleep(0.2)
+        await ctx.sleep(1.0)
         decision = await ctx.recv("decision")
         await note(ctx, f"decided {decision['ok']}")
         return {"doc": doc, "approved": decision["ok"]}
@@ -122,7 +122,7 @@ async def test_durable_sleep_and_signals_suspend_and_resume_the_run(admin):
     assert admin.workflow_status(ctx.run_id) == "sleeping"
     assert await admin.next_workflow("approval") is None  # not before its time
 
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.1)
     await pgqrs.run_workflows(admin, approval, until_idle=True)
     assert admin.workflow_status(ctx.run_id) == "waiting"
 

@@ -15,7 +15,9 @@ const JOBS: u32 = 20_000;
 const WORKERS: usize = 4;
 const CONCURRENCY: usize = 8;
 const PREFETCH: usize = 8;
-const LEASE: Duration = Duration::from_secs(3);
+/// Long enough that a live worker starved of CPU (4 processes and Postgres on 2 cores) keeps
+/// its leases: only the killed ones lose theirs.
+const LEASE: Duration = Duration::from_secs(6);
 const WORKER_ENTRY: &str = "fault::worker_process_entry";
 
 #[derive(Debug, Serialize, Deserialize, Job)]

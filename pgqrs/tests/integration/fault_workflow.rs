@@ -58,7 +58,8 @@ async fn workflow_worker_process_entry() {
     let _worker = Worker::builder()
         .config(config)
         .name(name)
-        .visibility_timeout(Duration::from_secs(2))
+        // Long enough that a live worker starved of CPU keeps its leases.
+        .visibility_timeout(Duration::from_secs(4))
         .poll_interval(Duration::from_millis(100))
         .build()
         .workflow_with::<five_chores>(options)

@@ -8,7 +8,9 @@ use sqlx::PgPool;
 
 use crate::common::setup;
 
-const SHORT: Duration = Duration::from_millis(300);
+/// A lease that runs out within the test, long enough that the steps meant to happen while
+/// it holds do so even through a pooler on a loaded machine.
+const SHORT: Duration = Duration::from_secs(1);
 
 async fn wait_out_lease() {
     tokio::time::sleep(SHORT + Duration::from_millis(150)).await;
@@ -135,11 +137,11 @@ async fn nack_retries_then_max_attempts_dead_letters_then_redrive(
     // Delivery 1: nacked with a delay, invisible until then.
     let job = consumer.dequeue().await?.expect("delivery 1");
     let nacked = consumer
-        .nack_with_error(id, Duration::from_millis(200), "boom 1")
+        .nack_with_error(id, Duration::from_secs(1), "boom 1")
         .await?;
     assert!(matches!(nacked, Nacked::Retrying { run_at } if run_at > job.enqueued_at));
     assert!(consumer.dequeue().await?.is_none(), "retry delay not over");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     // Delivery 2: the lease simply expires (a crashed holder).
     assert_eq!(consumer.dequeue().await?.expect("delivery 2").attempts, 2);

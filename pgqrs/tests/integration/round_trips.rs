@@ -142,7 +142,7 @@ async fn priority_and_delay_order_claims(pool: PgPool) -> pgqrs::Result<()> {
     let low = producer.enqueue_with(&json!("low"), &with(-5, 0)).await?;
     let normal = producer.enqueue_with(&json!("normal"), &with(0, 0)).await?;
     let delayed_urgent = producer
-        .enqueue_with(&json!("delayed"), &with(100, 700))
+        .enqueue_with(&json!("delayed"), &with(100, 2_000))
         .await?;
     let high = producer.enqueue_with(&json!("high"), &with(10, 0)).await?;
     let normal2 = producer
@@ -164,7 +164,7 @@ async fn priority_and_delay_order_claims(pool: PgPool) -> pgqrs::Result<()> {
         "delayed job not yet due"
     );
 
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let job = consumer.dequeue().await?.expect("delayed job is due now");
     assert_eq!(job.id, delayed_urgent.id);
 

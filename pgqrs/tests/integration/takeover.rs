@@ -50,7 +50,9 @@ async fn a_dead_executors_run_is_taken_over_once_its_lease_runs_out(
 ) -> anyhow::Result<()> {
     let pool = crate::common::via_pooler(pool).await;
     setup(&pool).await;
-    let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(500));
+    // Long enough for the take-over below to come while the lease holds, even through a
+    // pooler on a loaded machine.
+    let config = crate::common::config(&pool).visibility_timeout(Duration::from_secs(2));
     let first = Arc::new(Workflow::create(&config, "count_rows", &"orders").await?);
     let run_id = first.run_id();
     let executing = tokio::spawn({
@@ -69,7 +71,7 @@ async fn a_dead_executors_run_is_taken_over_once_its_lease_runs_out(
         "{busy}"
     );
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
     sqlx::query("DELETE FROM hang").execute(&pool).await?;
     let second = Workflow::take_over(&config, run_id).await?;
     assert_eq!(count_rows(&second, "orders").await?, "rows of orders".len());
@@ -174,6 +176,7 @@ async fn a_step_recorded_by_another_writer_is_not_recorded_again(
 }
 
 static BLOCKING: AtomicBool = AtomicBool::new(false);
+static RELEASE: AtomicBool = AtomicBool::new(false);
 static BLOCKED_RUN: AtomicI64 = AtomicI64::new(0);
 
 #[pgqrs_step]
@@ -186,6 +189,13 @@ async fn wait_async(_ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
 async fn block_thread(_ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
     BLOCKING.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(ms));
+    // Blocked until the test has looked at the lease (at most 5 s more).
+    for _ in 0..500 {
+        if RELEASE.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Ok(ms)
 }
 
@@ -196,8 +206,9 @@ async fn wait_then_block(ctx: &Workflow, ms: u64) -> anyhow::Result<u64> {
 }
 
 /// A run that outlives its first renewal is renewed from a task of its own, so a step that
-/// blocks its thread (for 800 ms, with a 300 ms lease) does not let the lease run out. The
-/// run executes on a runtime with two worker threads, as an application's would.
+/// blocks its thread (800 ms, and on until the test has looked, with a 300 ms lease) does
+/// not let the lease run out. The run executes on a runtime with two worker threads, as an
+/// application's would.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_long_run_keeps_its_lease_while_a_step_blocks_its_thread(
     pool: PgPool,
@@ -219,15 +230,17 @@ async fn a_long_run_keeps_its_lease_while_a_step_blocks_its_thread(
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let leased: bool = sqlx::query_scalar(
+    let leased: Option<bool> = sqlx::query_scalar(
         "SELECT l.expires_at > now() FROM pgqrs.runs r JOIN pgqrs.leases l ON r.job_id = ANY (l.ids)
          WHERE r.id = $1",
     )
     .bind(BLOCKED_RUN.load(Ordering::SeqCst))
-    .fetch_one(&pool)
+    .fetch_optional(&pool)
     .await?;
-    assert!(
+    RELEASE.store(true, Ordering::SeqCst);
+    assert_eq!(
         leased,
+        Some(true),
         "the lease ran out while the step blocked its thread"
     );
 

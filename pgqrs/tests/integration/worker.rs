@@ -205,17 +205,22 @@ async fn heartbeats_keep_a_long_job_leased(pool: PgPool) -> pgqrs::Result<()> {
     enqueue_work(&config, 1).await?;
     let worker = Worker::builder()
         .config(config.clone())
-        .visibility_timeout(Duration::from_millis(600))
+        .visibility_timeout(Duration::from_millis(1_500))
         .build()
         .handle(|_job: Job<Work>| async {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<(), String>(())
         })
         .start()
         .await?;
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().claimed == 1
+    })
+    .await;
     let thief = Consumer::<Work>::typed(&config).await?;
+    // Three lease periods and more: only the heartbeats keep the job from the thief.
     for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
             thief.dequeue().await?.is_none(),
             "a heartbeated lease never expires"
@@ -234,25 +239,44 @@ async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
     let pool = crate::common::via_pooler(pool).await;
     let config = work_queue(&pool).await?;
     let id = enqueue_work(&config, 1).await?[0];
+    // The handler outlives its lease: it finishes only once the second holder is done.
+    let finish = Arc::new(tokio::sync::Notify::new());
     let worker = Worker::builder()
         .config(config.clone())
         .visibility_timeout(Duration::from_millis(300))
         .heartbeat(false)
         .build()
-        .handle(|_job: Job<Work>| async {
-            tokio::time::sleep(Duration::from_millis(1200)).await;
-            Ok::<(), String>(())
+        .handle({
+            let finish = Arc::clone(&finish);
+            move |_job: Job<Work>| {
+                let finish = Arc::clone(&finish);
+                async move {
+                    finish.notified().await;
+                    Ok::<(), String>(())
+                }
+            }
         })
         .start()
         .await?;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_until(Duration::from_secs(5), || async {
+        worker.stats().claimed == 1
+    })
+    .await;
     let second = Consumer::<Work>::typed(&config).await?;
-    let job = second
-        .dequeue()
-        .await?
-        .expect("redelivered after the lease expired");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let job = loop {
+        if let Some(job) = second.dequeue().await? {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not redelivered after the lease expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!((job.id, job.attempts), (id, 2));
     second.archive(id, "second holder").await?;
+    finish.notify_one();
 
     wait_until(Duration::from_secs(5), || async {
         worker.stats().lost == 1
@@ -408,7 +432,8 @@ async fn shutdown_timeout_aborts_and_hands_the_job_back(pool: PgPool) -> pgqrs::
     worker.shutdown(Duration::from_millis(200)).await?;
     assert!(started.elapsed() < Duration::from_secs(3));
     let (attempts, leased, error): (i32, bool, Option<String>) = sqlx::query_as(
-        "SELECT attempts, lease_token IS NOT NULL, last_error FROM pgqrs.jobs WHERE id = $1",
+        "SELECT attempts, EXISTS (SELECT 1 FROM pgqrs.leases l WHERE j.id = ANY (l.ids)), last_error
+         FROM pgqrs.jobs j WHERE j.id = $1",
     )
     .bind(id)
     .fetch_one(&pool)
@@ -655,8 +680,7 @@ async fn cancelling_the_token_shuts_the_worker_down(pool: PgPool) -> pgqrs::Resu
         .await
         .expect("stopped within the shutdown timeout")?;
     let (held, workers): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM pgqrs.jobs WHERE lease_token IS NOT NULL),
-                (SELECT count(*) FROM pgqrs.workers)",
+        "SELECT (SELECT count(*) FROM pgqrs.leases), (SELECT count(*) FROM pgqrs.workers)",
     )
     .fetch_one(&pool)
     .await?;

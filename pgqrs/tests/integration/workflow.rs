@@ -1,6 +1,7 @@
 //! Durable workflows: step identity, replay after failures and crashes, racing executors,
 //! durable sleep, signals, cancellation, schema and version changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgqrs::Db;
@@ -192,11 +193,18 @@ async fn a_dropped_direct_execution_is_resumed_by_a_worker(pool: PgPool) -> anyh
         .execute(&pool)
         .await?;
     let config = crate::common::config(&pool).visibility_timeout(Duration::from_millis(600));
-    let workflow = Workflow::create(&config, "pipeline", &"key").await?;
-    // The caller gives up (as if it crashed) while the third step hangs.
-    let gave_up =
-        tokio::time::timeout(Duration::from_millis(800), pipeline(&workflow, "key")).await;
-    assert!(gave_up.is_err());
+    let workflow = Arc::new(Workflow::create(&config, "pipeline", &"key").await?);
+    // The caller gives up (as if it crashed) once the third step hangs.
+    let executing = tokio::spawn({
+        let workflow = Arc::clone(&workflow);
+        async move { pipeline(&workflow, "key").await }
+    });
+    wait_until(Duration::from_secs(10), || async {
+        effects(&pool, "publish").await == 2
+    })
+    .await;
+    executing.abort();
+    assert!(executing.await.is_err_and(|e| e.is_cancelled()));
     assert_eq!(workflow.handle().status().await?, RunStatus::Running);
 
     let worker = start_worker::<pipeline>(&pool, Duration::from_millis(600)).await;
@@ -276,10 +284,9 @@ async fn a_durable_sleep_survives_a_worker_restart(pool: PgPool) -> anyhow::Resu
     })
     .await;
     first.shutdown(Duration::from_secs(5)).await?;
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pgqrs.jobs WHERE lease_token IS NOT NULL")
-            .fetch_one(&pool)
-            .await?;
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM pgqrs.leases")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(held, 0, "a sleeping run holds no worker");
 
     let second = start_worker::<napper>(&pool, Duration::from_secs(5)).await;
