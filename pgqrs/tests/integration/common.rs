@@ -129,8 +129,25 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    wait_for(timeout, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `poll` every 20 ms until it returns a value, and returns it; panics after
+/// `timeout`.
+pub(crate) async fn wait_for<T, F, Fut>(timeout: Duration, mut poll: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + timeout;
-    while !condition().await {
+    loop {
+        if let Some(value) = poll().await {
+            return value;
+        }
         assert!(
             Instant::now() < deadline,
             "condition not met within {timeout:?}"

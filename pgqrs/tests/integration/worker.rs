@@ -13,7 +13,7 @@ use pgqrs::{
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::common::{config_with_pool_size, wait_until};
+use crate::common::{config_with_pool_size, wait_for, wait_until};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Job)]
 #[pgqrs(queue = "work")]
@@ -263,17 +263,11 @@ async fn without_heartbeat_a_slow_handler_loses_its_job_and_its_ack(
     })
     .await;
     let second = Consumer::<Work>::typed(&config).await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let job = loop {
-        if let Some(job) = second.dequeue().await? {
-            break job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not redelivered after the lease expired"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // Redelivered once the worker's lease has expired.
+    let job = wait_for(Duration::from_secs(5), || async {
+        second.dequeue().await.expect("dequeue")
+    })
+    .await;
     assert_eq!((job.id, job.attempts), (id, 2));
     second.archive(id, "second holder").await?;
     finish.notify_one();
